@@ -1,0 +1,20 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup clean
+
+$(STAMP): requirements.txt constraints.txt setup.py scripts/setup_env.sh
+	./scripts/setup_env.sh
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m vla_policy.cli demo --task tabletop --episodes 3 --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,154 @@
+"""Scripted experts: closed-loop state machines over privileged simulator state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.tasks.base import Expert
+from sim.tasks.objects import CUBE_HALF
+from sim.tasks.motion import CLOSE, OPEN, grasp_yaw, move_action, quat_yaw, rotation_action, wrap, yaw_of
+
+HOVER = 0.10  # metres above an object before descending
+GRASP_STEPS = 12  # the Panda gripper needs ~10 control steps to close fully
+RELEASE_STEPS = 8
+
+
+@dataclass
+class _Phases(Expert):
+    """Shared bookkeeping: home orientation, phase name, steps spent in the phase."""
+
+    def reset(self) -> None:
+        self.home = self.env.eef_rotation
+        self.home_yaw = yaw_of(self.home)
+        self.phase = self.first_phase
+        self.phase_steps = 0
+
+    def _goto(self, phase: str) -> None:
+        self.phase, self.phase_steps = phase, 0
+
+    def _action(self, target, yaw: float, gripper: float, speed: float = 1.0) -> np.ndarray:
+        rot = rotation_action(self.env.eef_rotation, self.home, self.home_yaw, yaw)
+        return move_action(self.env.eef_pos, target, rot, gripper, speed)
+
+    def _yaw_error(self, yaw: float) -> float:
+        return abs(wrap(yaw_of(self.env.eef_rotation) - yaw))
+
+    def act(self) -> np.ndarray:
+        self.phase_steps += 1
+        return getattr(self, f"_{self.phase}")()
+
+
+@dataclass
+class GraspExpert(_Phases):
+    """Grasp `goal.target` and lift it; with `goal.place_on`, set it down on that object."""
+
+    first_phase = "approach"
+
+    def _target(self) -> tuple[np.ndarray, float]:
+        name = self.goal.target
+        return self.env.object_position(name), grasp_yaw(self.home_yaw, quat_yaw(self.env.object_quat(name)))
+
+    def _approach(self) -> np.ndarray:
+        pos, yaw = self._target()
+        hover = pos + [0, 0, HOVER]
+        if np.linalg.norm(hover - self.env.eef_pos) < 0.015 and self._yaw_error(yaw) < 0.05:
+            self._goto("descend")
+        return self._action(hover, yaw, OPEN)
+
+    def _descend(self) -> np.ndarray:
+        pos, yaw = self._target()
+        grasp_at = pos - [0, 0, 0.005]
+        if np.linalg.norm(grasp_at - self.env.eef_pos) < 0.008 or self.phase_steps > 40:
+            self._goto("grasp")
+        return self._action(grasp_at, yaw, OPEN, speed=0.6)
+
+    def _grasp(self) -> np.ndarray:
+        pos, yaw = self._target()
+        if self.phase_steps >= GRASP_STEPS:
+            self._goto("lift")
+        return self._action(pos - [0, 0, 0.005], yaw, CLOSE)
+
+    def _lift(self) -> np.ndarray:
+        held = self.env.object_position(self.goal.target)
+        carry_z = self.env.table_height + 0.16
+        if self.goal.place_on is not None and held[2] > carry_z - 0.02:
+            self._goto("carry")
+        if not self.env.is_grasping(self.goal.target) and self.phase_steps > 5:
+            self._goto("approach")  # dropped it: start over
+        target = self.env.eef_pos.copy()
+        target[2] = carry_z
+        return self._action(target, yaw_of(self.env.eef_rotation), CLOSE, speed=0.8)
+
+    def _place_error(self) -> np.ndarray:
+        """How far the held cube's centre is from resting on top of `place_on`."""
+        base = self.env.object_position(self.goal.place_on)
+        held = self.env.object_position(self.goal.target)
+        return base + [0, 0, 2 * CUBE_HALF + 0.004] - held
+
+    def _carry(self) -> np.ndarray:
+        err = self._place_error()
+        base_yaw = grasp_yaw(self.home_yaw, quat_yaw(self.env.object_quat(self.goal.place_on)))
+        if np.linalg.norm(err[:2]) < 0.006 and self._yaw_error(base_yaw) < 0.06:
+            self._goto("lower")
+        err[2] = 0.0
+        return self._action(self.env.eef_pos + err, base_yaw, CLOSE, speed=0.8)
+
+    def _lower(self) -> np.ndarray:
+        err = self._place_error()
+        base_yaw = grasp_yaw(self.home_yaw, quat_yaw(self.env.object_quat(self.goal.place_on)))
+        if abs(err[2]) < 0.006 or self.phase_steps > 60:
+            self._goto("release")
+        return self._action(self.env.eef_pos + err, base_yaw, CLOSE, speed=0.4)
+
+    def _release(self) -> np.ndarray:
+        if self.phase_steps >= RELEASE_STEPS:
+            self._goto("retreat")
+        return self._action(self.env.eef_pos, yaw_of(self.env.eef_rotation), OPEN, speed=0.0)
+
+    def _retreat(self) -> np.ndarray:
+        target = self.env.eef_pos + [0, 0, 0.05]
+        return self._action(target, yaw_of(self.env.eef_rotation), OPEN, speed=0.5)
+
+
+@dataclass
+class PushExpert(_Phases):
+    """Close the gripper, lower it beside `goal.target` and push it along `goal.direction`."""
+
+    first_phase = "approach"
+    BEHIND = 0.065  # metres between the gripper and the cube centre before pushing
+    PUSH_Z = 0.018  # gripper height above the table while pushing
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.goal.direction == "left" else -1.0  # robot's left is +y
+
+    def _behind(self) -> np.ndarray:
+        pos = self.env.object_position(self.goal.target)
+        return np.array([pos[0], pos[1] - self.sign * self.BEHIND, self.env.table_height + self.PUSH_Z])
+
+    def _approach(self) -> np.ndarray:
+        hover = self._behind() + [0, 0, HOVER]
+        if np.linalg.norm(hover - self.env.eef_pos) < 0.015:
+            self._goto("descend")
+        return self._action(hover, self.home_yaw, CLOSE)
+
+    def _descend(self) -> np.ndarray:
+        start = self._behind()
+        if np.linalg.norm(start - self.env.eef_pos) < 0.01 or self.phase_steps > 40:
+            self._goto("push")
+        return self._action(start, self.home_yaw, CLOSE, speed=0.6)
+
+    def _push(self) -> np.ndarray:
+        pos = self.env.object_position(self.goal.target)
+        eef = self.env.eef_pos
+        if abs(eef[0] - pos[0]) > 0.03 or abs(eef[2] - (self.env.table_height + self.PUSH_Z)) > 0.03:
+            self._goto("approach")  # lost the cube: go round again
+        target = np.array([pos[0], eef[1] + self.sign * 0.03, self.env.table_height + self.PUSH_Z])
+        if self.env.is_success():
+            self._goto("retreat")
+        return self._action(target, self.home_yaw, CLOSE, speed=0.6)
+
+    def _retreat(self) -> np.ndarray:
+        return self._action(self.env.eef_pos + [0, 0, 0.05], self.home_yaw, CLOSE, speed=0.5)

@@ -1,0 +1,199 @@
+"""The `vla` command. Each subcommand is a function registered with @command; imports stay lazy
+so `vla --help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+from sim.suggest import did_you_mean
+
+COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}  # name -> (add_arguments, run, help)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with 'did you mean' for mistyped subcommands and choices."""
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            hint = did_you_mean(value, action.choices)
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}{hint} (choose from {', '.join(map(str, action.choices))})"
+            )
+
+
+def command(name: str, help: str, arguments: Callable):
+    """Register `run(args)` as subcommand `name`; `arguments(parser)` adds its options."""
+
+    def register(run: Callable) -> Callable:
+        COMMANDS[name] = (arguments, run, help)
+        return run
+
+    return register
+
+
+def emit(result) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+# ------------------------------------------------------------------- tasks
+def _tasks_args(p):
+    p.add_argument("--instructions", choices=["train", "heldout", "all"], nargs="?", const="all",
+                   help="also list every instruction of this split")
+
+
+@command("tasks", "list tasks (and their instructions)", _tasks_args)
+def run_tasks(args) -> int:
+    from sim.registration import gym_id
+    from sim.tasks import TASKS
+
+    for name, task in TASKS.items():
+        print(f"{name:10s} {gym_id(name):28s} horizon {task.horizon:4d}  {task.description}")
+        if args.instructions:
+            for text in task.instructions(args.instructions):
+                print(f"    {text}")
+    return 0
+
+
+# ----------------------------------------------------------------- collect
+def _collect_args(p):
+    p.add_argument("--task", required=True)
+    p.add_argument("--episodes", type=int, required=True, help="successful demos to store")
+    p.add_argument("--out", required=True, help="output .hdf5")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
+    p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on expert arm actions")
+    p.add_argument("--cameras", default="agentview,wrist", help="comma-separated camera names")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--instructions", default="train", choices=["train", "heldout", "all"])
+    p.add_argument("--keep-failures", action="store_true", help="store failed expert episodes too")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command("collect", "collect scripted-expert demonstrations into HDF5", _collect_args)
+def run_collect(args) -> int:
+    from sim.env import EnvConfig
+    from vla_policy.data.collect import collect
+
+    cameras = tuple(c for c in args.cameras.split(",") if c)
+    config = EnvConfig(task=args.task, cameras=cameras, image_size=args.image_size, instructions=args.instructions)
+    summary = collect(args.task, args.episodes, args.out, workers=args.workers, seed=args.seed,
+                      noise_std=args.noise, config=config, keep_failures=args.keep_failures, overwrite=args.overwrite)
+    emit({**summary.__dict__, "expert_success_rate": summary.expert_success_rate})
+    return 0
+
+
+# ------------------------------------------------------------------ replay
+def _replay_args(p):
+    p.add_argument("path")
+    p.add_argument("--demo", type=int, action="append", help="demo index (repeatable); default all")
+    p.add_argument("--mode", choices=["states", "actions"], default="actions")
+    p.add_argument("--video", help="write an mp4 of the replay")
+    p.add_argument("--verbose", action="store_true", help="print per-demo results")
+
+
+@command("replay", "replay a dataset from stored states or actions", _replay_args)
+def run_replay(args) -> int:
+    from vla_policy.data.replay import replay
+
+    result = replay(args.path, args.mode, demos=args.demo, video=args.video)
+    if not args.verbose:
+        result["per_demo"] = [r for r in result["per_demo"] if not r["reproduced"]]
+        result["per_demo_note"] = "only demos that did not reproduce (use --verbose for all)"
+    emit(result)
+    return 0 if result["reproduction_rate"] == 1.0 else 1
+
+
+# ----------------------------------------------------------------- dataset
+def _dataset_args(p):
+    p.add_argument("action", choices=["info", "validate", "pack"])
+    p.add_argument("path")
+
+
+@command("dataset", "inspect (info), check (validate) or consolidate (pack) an HDF5 dataset", _dataset_args)
+def run_dataset(args) -> int:
+    from vla_policy.data.hdf5_dataset import dataset_info, validate_dataset
+    from vla_policy.data.store import pack_file
+
+    if args.action == "info":
+        emit(dataset_info(args.path))
+        return 0
+    if args.action == "pack":
+        print(f"packed {pack_file(args.path)} demos into {args.path}")
+        return 0
+    problems = validate_dataset(args.path)
+    for problem in problems:
+        print(problem)
+    print(f"{args.path}: {'valid' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+# ------------------------------------------------------------------- bench
+def _bench_args(p):
+    p.add_argument("what", choices=["sim"])
+    p.add_argument("--task", default="tabletop")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--quality", default="fast", choices=["fast", "full"])
+    p.add_argument("--all-cores", action="store_true", help="do not pin to one core")
+    p.add_argument("--out", help="also write the JSON here")
+
+
+@command("bench", "benchmarks (JSON out)", _bench_args)
+def run_bench(args) -> int:
+    from vla_policy.bench.sim_bench import bench_sim
+
+    result = bench_sim(args.task, args.image_size, args.steps, args.episodes, args.quality, not args.all_cores)
+    emit(result)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+# -------------------------------------------------------------------- demo
+def _demo_args(p):
+    p.add_argument("--task", default="tabletop")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1_000_000, help="first episode seed (training data uses 0..)")
+    p.add_argument("--out", default="runs/demo")
+
+
+@command("demo", "run the demo policy closed-loop and write a video", _demo_args)
+def run_demo(args) -> int:
+    from vla_policy.eval.demo import run_demo as demo
+
+    return demo(args.task, args.episodes, args.seed, args.out)
+
+
+# -------------------------------------------------------------------- main
+def build_parser() -> Parser:
+    parser = Parser(prog="vla", description="vla_stack: vision-language-action policies for robots "
+                    "(set VLA_DEBUG=1 for tracebacks on errors)")
+    sub = parser.add_subparsers(dest="command", metavar="command", parser_class=Parser)
+    for name, (add_arguments, _, help_text) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command][1](args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # DatasetError is a ValueError
+        if os.environ.get("VLA_DEBUG"):
+            raise
+        print(f"vla {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Demonstration datasets: robomimic-style HDF5 with simulator states for exact replay."""

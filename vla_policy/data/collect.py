@@ -1,0 +1,135 @@
+"""`vla collect`: scripted-expert demonstrations into a crash-safe HDF5 dataset.
+
+Episode i uses seed `seed + i`, so a dataset is the same whatever the number of
+workers. Failed expert episodes are dropped (and counted) and further seeds are
+tried until `episodes` successes are stored; the kept episodes are always the
+first successful seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sim.env import EnvConfig, SimEnv
+from sim.expert_policy import ExpertPolicy
+from vla_policy.data.store import CollectionStore, write_part
+from vla_policy.eval.rollout import rollout
+
+_worker_env: SimEnv | None = None  # one env per worker process
+
+
+@dataclass(frozen=True)
+class CollectJob:
+    out: Path
+    config: EnvConfig
+    noise_std: float
+    keep_failures: bool
+
+
+@dataclass
+class CollectSummary:
+    out: str
+    kept: int
+    attempted: int
+    failed_seeds: list[int] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def expert_success_rate(self) -> float:
+        return 1.0 - len(self.failed_seeds) / max(1, self.attempted)
+
+
+def env_args(config: EnvConfig) -> dict:
+    """robomimic's env_args shape, with our EnvConfig as env_kwargs."""
+    return {"env_name": config.task, "type": "vla_stack", "env_kwargs": json.loads(config.to_json())}
+
+
+def _init_worker(config: EnvConfig) -> None:
+    global _worker_env
+    _worker_env = SimEnv(config)
+
+
+def _collect_one(job: CollectJob, index: int, seed: int) -> dict:
+    """Run one expert episode; write it as a part file if it is to be kept."""
+    env = _worker_env
+    episode = rollout(env, ExpertPolicy(env, job.noise_std), seed=seed)
+    kept = episode.success or job.keep_failures
+    if kept:
+        write_part(job.out, index, episode, env.model_xml)
+    return {"index": index, "seed": seed, "success": episode.success, "kept": kept, "steps": len(episode)}
+
+
+def collect(
+    task: str,
+    episodes: int,
+    out: str | Path,
+    workers: int = 1,
+    seed: int = 0,
+    noise_std: float = 0.0,
+    config: EnvConfig | None = None,
+    keep_failures: bool = False,
+    overwrite: bool = False,
+    max_attempts: int | None = None,
+) -> CollectSummary:
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    config = config or EnvConfig(task=task)
+    probe = SimEnv(config)  # validates task/cameras early and gives the model XML
+    try:
+        store = CollectionStore(out, env_args(config), probe.model_xml, overwrite=overwrite)
+    finally:
+        probe.close()
+    job = CollectJob(Path(out), config, noise_std, keep_failures)
+    summary = CollectSummary(out=str(out), kept=0, attempted=0)
+    max_attempts = max_attempts or 2 * episodes + 10
+    kept: dict[int, int] = {}  # index -> steps
+    bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep")
+
+    def on_result(result: dict) -> None:
+        summary.attempted += 1
+        if not result["success"]:
+            summary.failed_seeds.append(result["seed"])
+        if result["kept"]:
+            kept[result["index"]] = result["steps"]
+            store.commit(list(kept), total_steps=sum(kept.values()))
+            bar.update(1)
+        bar.set_postfix(expert_success=f"{summary.expert_success_rate:.0%}")
+
+    if workers <= 1:
+        _init_worker(config)
+        index = 0
+        while len(kept) < episodes and index < max_attempts:
+            on_result(_collect_one(job, index, seed + index))
+            index += 1
+        _worker_env.close()
+    else:
+        _collect_parallel(job, episodes, workers, seed, max_attempts, kept, on_result)
+    bar.close()
+    summary.kept = len(kept)
+    summary.steps = sum(kept.values())
+    summary.failed_seeds.sort()
+    store.pack()
+    return summary
+
+
+def _collect_parallel(job, episodes, workers, seed, max_attempts, kept, on_result) -> None:
+    """Keep at most `workers` episodes in flight; submit more only while successes are short."""
+    ctx = mp.get_context("spawn")  # fork after EGL initialisation hangs
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job.config,)) as pool:
+        inflight: set[Future] = set()
+        next_index = 0
+        while True:
+            while len(kept) + len(inflight) < episodes and len(inflight) < workers and next_index < max_attempts:
+                inflight.add(pool.submit(_collect_one, job, next_index, seed + next_index))
+                next_index += 1
+            if not inflight:
+                return
+            done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                on_result(future.result())

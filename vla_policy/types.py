@@ -1,0 +1,28 @@
+"""Plain data types shared by simulation, datasets, training and the ROS layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Episode:
+    """One recorded episode; index t of every array is the step *before* action t."""
+
+    obs: dict[str, np.ndarray]  # key -> (T, ...) e.g. agentview_image (T, H, W, 3) uint8
+    actions: np.ndarray  # (T, 7) float64 in [-1, 1]
+    states: np.ndarray  # (T, S) simulator states (SimEnv.get_state)
+    rewards: np.ndarray  # (T,) float64
+    dones: np.ndarray  # (T,) uint8, 1 on the last step
+    final_state: np.ndarray  # (S,) state after the last action
+    instruction: str
+    task: str
+    seed: int
+    success: bool
+    goal: dict = field(default_factory=dict)
+    clipped_actions: int = 0
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])

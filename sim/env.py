@@ -107,6 +107,11 @@ class SimEnv:
             raise RuntimeError("call reset() before step()")
         action = self.validate_action(action)
         self.scene.step(action)
+        # robosuite's lite physics leaves body/site/camera poses one substep behind qpos;
+        # recompute them so observations (and re-renders from stored states) match the state.
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
         self.steps += 1
         success = self.is_success()
         info = {"success": success, "clipped_actions": self.clipped_actions, "steps": self.steps}

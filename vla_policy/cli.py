@@ -155,6 +155,38 @@ def run_bench(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------- eval
+def _eval_args(p):
+    p.add_argument("--policy", default="expert", help="policy kind (expert)")
+    p.add_argument("--noise", type=float, default=0.0, help="expert: action noise std")
+    p.add_argument("--task", required=True)
+    p.add_argument("--instructions", default="train", choices=["train", "heldout", "all"])
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1_000_000, help="first episode seed (training data uses 0..)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--cameras", default="", help="comma-separated cameras (the expert needs none)")
+    p.add_argument("--out", help="directory for report.json")
+
+
+@command("eval", "closed-loop evaluation over seeded episodes", _eval_args)
+def run_eval(args) -> int:
+    from pathlib import Path
+
+    from sim.env import EnvConfig
+    from vla_policy.eval.runner import evaluate
+
+    cameras = tuple(c for c in args.cameras.split(",") if c)
+    config = EnvConfig(task=args.task, cameras=cameras, instructions=args.instructions)
+    spec = {"kind": args.policy, "noise_std": args.noise} if args.policy == "expert" else {"kind": args.policy}
+    report = evaluate(config, spec, args.episodes, args.seed, args.workers)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))
+    failed = [{k: r.get(k) for k in ("seed", "instruction", "steps", "error")} for r in report["episodes"] if not r["success"]]
+    emit({k: v for k, v in report.items() if k not in ("episodes", "per_instruction")} | {"failed": failed})
+    return 0
+
+
 # -------------------------------------------------------------------- demo
 def _demo_args(p):
     p.add_argument("--task", default="tabletop")

@@ -83,7 +83,7 @@ class Task(abc.ABC):
         """A scripted expert for this goal."""
 
     def acted_object(self, env: "SimEnv", start_positions: dict[str, np.ndarray]) -> str | None:
-        """The object the robot moved most since the episode start (None if none moved)."""
+        """The object the robot moved most since the episode start (None if none moved > 1 cm)."""
         moved = {
             name: float(np.linalg.norm(env.object_position(name) - start))
             for name, start in start_positions.items()
@@ -91,7 +91,7 @@ class Task(abc.ABC):
         if not moved:
             return None
         name, dist = max(moved.items(), key=lambda kv: kv[1])
-        return name if dist > 0.02 else None
+        return name if dist > 0.01 else None
 
     def sample_goal(self, rng: np.random.Generator, split: str = "train") -> Goal:
         choices = self.instructions(split)

@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test setup clean
 
-$(STAMP): requirements.txt constraints.txt setup.py scripts/setup_env.sh
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt setup.py scripts/setup_env.sh
 	./scripts/setup_env.sh
 
 setup: $(STAMP)

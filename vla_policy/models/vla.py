@@ -1,0 +1,154 @@
+"""VLAModel: encoders -> fusion -> backbone (prefix-LM with a KV cache) -> action head + world model.
+
+`compute_loss(batch) -> dict` and `sample_actions(batch) -> (B, H, A)`, openpi style. Batch keys
+(all tensors, normalised by the Policy / dataset, never here):
+
+    images        (B, C, 3, S, S) float in [0, 1]
+    camera_mask   (B, C) bool            False = camera absent
+    text_ids      (B, L) long, text_mask (B, L) bool
+    proprio       (B, P) float
+    actions       (B, H, A) float in [-1, 1], action_mask (B, H) bool     (training)
+    future_images (B, C, 3, S, S)                                         (world model training)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vla_policy.config import ModelConfig
+from vla_policy.models.encoders import ProprioEncoder, VisionEncoder
+from vla_policy.models.fusion import Modalities, build_fusion
+from vla_policy.models.heads import build_head
+from vla_policy.models.layers import Transformer, make_attn_mask
+from vla_policy.models.text import TextEncoder
+from vla_policy.models.world_model import WorldModelHead, surprise
+
+
+class VLAModel(nn.Module):
+    def __init__(self, config: ModelConfig, proprio_dim: int):
+        super().__init__()
+        self.config = config
+        d, cams = config.d_model, len(config.vision.cameras)
+        v = config.vision
+        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams)
+        self.text = TextEncoder(config.text.kind, d, config.heads, config.text.layers, config.text.max_tokens)
+        self.proprio = ProprioEncoder(proprio_dim, d)
+        self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
+        self.backbone = Transformer(d, config.heads, config.backbone_layers, config.ff_mult, config.dropout)
+        self.head = build_head(config)
+        self.world_model = (
+            WorldModelHead(d, config.action_dim, config.chunk, cams) if config.world_model_weight > 0 else None
+        )
+        self.image_proj, self.text_proj = nn.Linear(d, d), nn.Linear(d, d)  # contrastive embedding heads
+        self.log_temperature = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's init
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        self.mask_decoder = nn.Linear(d, d)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
+        vision, vision_mask = self.vision(batch["images"], batch["camera_mask"])
+        if vision_override is not None:
+            vision = vision_override
+        return Modalities(
+            vision=vision,
+            vision_mask=vision_mask,
+            text=self.text(batch["text_ids"], batch["text_mask"]),
+            text_mask=batch["text_mask"],
+            proprio=self.proprio(batch["proprio"]),
+            cameras=batch["images"].shape[1],
+        )
+
+    def prefix(self, m: Modalities) -> tuple[list, Tensor]:
+        """Fuse and run the backbone over the context once; -> per-layer KV cache, (B, Np) mask."""
+        tokens, mask = self.fusion(m)
+        _, cache = self.backbone.forward_prefix(tokens, make_attn_mask(mask, torch.zeros_like(mask)))
+        return cache, mask
+
+    def suffix_runner(self, cache: list, prefix_mask: Tensor, suffix_ar: Tensor | None = None):
+        """A function (B, Ns, D) -> (B, Ns, D): suffix tokens through the backbone against the cache.
+        Without `suffix_ar` the suffix attends bidirectionally within itself (pi0's action expert)."""
+
+        def run(suffix: Tensor) -> Tensor:
+            b, ns = suffix.shape[:2]
+            ar = suffix_ar if suffix_ar is not None else torch.zeros(ns, dtype=torch.long, device=suffix.device)
+            own = make_attn_mask(torch.ones(b, ns, dtype=torch.bool, device=suffix.device), ar)
+            mask = torch.cat([prefix_mask[:, None, :].expand(b, ns, -1), own], dim=2)  # (B, Ns, Np + Ns)
+            return self.backbone.forward_suffix(suffix, cache, mask)
+
+        return run
+
+    def visual_latent(self, images: Tensor, camera_mask: Tensor) -> Tensor:
+        """(B, C, 3, S, S) -> (B, C, D) one pooled latent per camera (the world model's target)."""
+        tokens, _ = self.vision(images, camera_mask)
+        return tokens.view(images.shape[0], images.shape[1], -1, tokens.shape[-1]).mean(2)
+
+    # -------------------------------------------------------------------- losses
+    def compute_loss(self, batch: dict) -> dict[str, Tensor]:
+        """Every enabled loss, plus `total` (the weighted sum that is optimised)."""
+        m = self.encode(batch)
+        cache, prefix_mask = self.prefix(m)
+        losses = {"action": self.head.loss(self.suffix_runner(cache, prefix_mask), batch["actions"], batch["action_mask"])}
+        total = losses["action"]
+        if self.world_model is not None:
+            predicted = self._predict_future(cache, prefix_mask, batch["actions"])
+            with torch.no_grad():
+                target = self.visual_latent(batch["future_images"], batch["camera_mask"])
+            valid = batch["camera_mask"].float()
+            err = (1 - (predicted * F.normalize(target, dim=-1)).sum(-1)) * valid
+            losses["world_model"] = err.sum() / valid.sum().clamp(min=1)
+            total = total + self.config.world_model_weight * losses["world_model"]
+        aux = self._aux_losses(batch, m)
+        for name, value in aux.items():
+            losses[name] = value
+            total = total + getattr(self.config.aux, name) * value
+        losses["total"] = total
+        return losses
+
+    def _aux_losses(self, batch: dict, m: Modalities) -> dict[str, Tensor]:
+        from vla_policy import losses as L
+
+        w = self.config.aux
+        out: dict[str, Tensor] = {}
+        if not any((w.infonce, w.triplet, w.align_uniform, w.masked, w.sinkhorn)):
+            return out
+        image = F.normalize(self.image_proj(L.masked_mean(m.vision, m.vision_mask)), dim=-1)  # (B, D)
+        text = F.normalize(self.text_proj(L.masked_mean(m.text, m.text_mask)), dim=-1)
+        same = L.same_instruction(batch["text_ids"])  # (B, B) pairs that share an instruction
+        if w.infonce:
+            out["infonce"] = L.info_nce(image, text, self.log_temperature.exp().clamp(max=100), same)
+        if w.triplet:
+            out["triplet"] = L.triplet_hard(image, text, same)
+        if w.align_uniform:
+            out["align_uniform"] = L.alignment(image, text) + L.uniformity(image) + L.uniformity(text)
+        if w.masked:
+            out["masked"] = L.masked_patch_loss(self, batch, m)
+        if w.sinkhorn:
+            out["sinkhorn"] = L.sinkhorn_alignment_loss(m.vision, m.vision_mask, m.text, m.text_mask)
+        return out
+
+    def _predict_future(self, cache: list, prefix_mask: Tensor, actions: Tensor) -> Tensor:
+        suffix, ar = self.world_model.suffix(actions)
+        return self.world_model.predict(self.suffix_runner(cache, prefix_mask, ar)(suffix))
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def sample_actions(self, batch: dict, generator: torch.Generator | None = None) -> Tensor:
+        """(B, H, A) normalised action chunk; the context is encoded once for all K flow steps."""
+        m = self.encode(batch)
+        cache, prefix_mask = self.prefix(m)
+        return self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
+
+    @torch.no_grad()
+    def predict_next(self, batch: dict, actions: Tensor) -> Tensor:
+        """(B, C, D) predicted visual latent H steps after executing `actions` (B, H, A)."""
+        if self.world_model is None:
+            raise RuntimeError("this model was trained without a world model (world_model_weight = 0)")
+        cache, prefix_mask = self.prefix(self.encode(batch))
+        return self._predict_future(cache, prefix_mask, actions)
+
+    @torch.no_grad()
+    def surprise(self, predicted: Tensor, future_images: Tensor, camera_mask: Tensor) -> Tensor:
+        """(B,) distance between a prediction and the latent of what was then observed."""
+        return surprise(predicted, self.visual_latent(future_images, camera_mask))

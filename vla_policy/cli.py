@@ -187,6 +187,24 @@ def run_eval(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- train
+def _train_args(p):
+    p.add_argument("--config", default="default", help="preset (default, flow, discrete, tiny) or a YAML file")
+    p.add_argument("--resume", action="store_true", help="continue from <train.out>/checkpoints/last")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.dataset=demos.hdf5 model.head=discrete")
+
+
+@command("train", "train a VLA policy on HDF5 demonstrations", _train_args)
+def run_train(args) -> int:
+    from vla_policy.config import load_config
+    from vla_policy.train.trainer import Trainer
+
+    config = load_config(args.config, args.overrides)
+    trainer = Trainer(config, resume=args.resume)
+    emit(trainer.train())
+    return 0
+
+
 # -------------------------------------------------------------------- demo
 def _demo_args(p):
     p.add_argument("--task", default="tabletop")

@@ -75,7 +75,8 @@ class TrainConfig:
     warmup_steps: int = 500
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    augment: bool = True
+    augment: bool = True  # random shift + brightness/contrast (never hue: colours name objects)
+    camera_dropout: float = 0.1  # chance per sample of hiding one camera (missing-modality robustness)
     val_fraction: float = 0.05
     eval_every: int = 1000
     log_every: int = 50

@@ -26,3 +26,16 @@ class Episode:
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
+
+
+@dataclass
+class ActionChunk:
+    """A predicted sequence of actions to be played from `start_step`, one every `dt` seconds."""
+
+    actions: np.ndarray  # (H, A) unnormalised, in the action space below
+    dt: float  # seconds between actions (the dataset's control period)
+    action_space: str = "ee_delta_gripper"  # OSC end-effector delta (6) + gripper (1), each in [-1, 1]
+    start_step: int = 0
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])

@@ -85,6 +85,10 @@ class VLAModel(nn.Module):
         return tokens.view(images.shape[0], images.shape[1], -1, tokens.shape[-1]).mean(2)
 
     # -------------------------------------------------------------------- losses
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        """Same as compute_loss (DistributedDataParallel calls forward)."""
+        return self.compute_loss(batch)
+
     def compute_loss(self, batch: dict) -> dict[str, Tensor]:
         """Every enabled loss, plus `total` (the weighted sum that is optimised)."""
         m = self.encode(batch)

@@ -1,0 +1,31 @@
+"""Small model batches for tests."""
+
+from __future__ import annotations
+
+import torch
+
+from vla_policy.config import ModelConfig, load_config, merge
+from vla_policy.models.text import tokenize
+
+PROPRIO_DIM = 16
+
+
+def tiny_model_config(**updates) -> ModelConfig:
+    return merge(load_config("tiny").model, updates)
+
+
+def random_batch(config: ModelConfig, batch: int = 3, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    c, s = len(config.vision.cameras), config.vision.image_size
+    texts = ["pick up the red cube", "push the blue cube to the left", "put the red cube on the green cube"]
+    ids, mask = tokenize([texts[i % 3] for i in range(batch)], config.text.max_tokens)
+    return {
+        "images": torch.rand(batch, c, 3, s, s, generator=g),
+        "future_images": torch.rand(batch, c, 3, s, s, generator=g),
+        "camera_mask": torch.ones(batch, c, dtype=torch.bool),
+        "text_ids": ids,
+        "text_mask": mask,
+        "proprio": torch.randn(batch, PROPRIO_DIM, generator=g),
+        "actions": torch.rand(batch, config.chunk, config.action_dim, generator=g) * 2 - 1,
+        "action_mask": torch.ones(batch, config.chunk, dtype=torch.bool),
+    }

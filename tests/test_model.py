@@ -1,0 +1,138 @@
+"""VLAModel: every fusion x head, heads' contracts, determinism, learning, world model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.model_utils import PROPRIO_DIM, random_batch, tiny_model_config
+from vla_policy.models.fusion import FUSIONS
+from vla_policy.models.heads.discrete import ActionTokenizer
+from vla_policy.models.layers import make_attn_mask
+from vla_policy.models.vla import VLAModel
+
+
+@pytest.mark.parametrize("head", ["flow", "discrete"])
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_shapes_for_every_fusion_and_head(fusion, head):
+    torch.manual_seed(0)
+    config = tiny_model_config(fusion=fusion, head=head)
+    model = VLAModel(config, PROPRIO_DIM)
+    batch = random_batch(config)
+    losses = model.compute_loss(batch)
+    assert {"action", "world_model", "total"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.fusion.parameters()) or fusion == "late"
+    actions = model.sample_actions(batch)
+    assert actions.shape == (3, config.chunk, config.action_dim)
+    assert torch.isfinite(actions).all()
+    assert model.predict_next(batch, actions).shape == (3, len(config.vision.cameras), config.d_model)
+
+
+def test_unknown_fusion_and_head_are_clear():
+    with pytest.raises(ValueError, match="unknown fusion 'erly'.*did you mean 'early'"):
+        VLAModel(tiny_model_config(fusion="erly"), PROPRIO_DIM)
+    with pytest.raises(ValueError, match="unknown head 'flo'.*did you mean 'flow'"):
+        VLAModel(tiny_model_config(head="flo"), PROPRIO_DIM)
+
+
+def test_action_tokenizer_round_trip_within_half_a_bin():
+    tok = ActionTokenizer(256)
+    x = torch.linspace(-1, 1, 10_001)
+    err = (tok.decode(tok.encode(x)) - x).abs().max()
+    assert err <= tok.half_bin + 1e-6
+    assert tok.encode(torch.tensor([-1.0, 1.0, 5.0])).tolist() == [0, 255, 255]
+
+
+def test_flow_sampling_is_deterministic_under_a_seed():
+    torch.manual_seed(0)
+    model = VLAModel(tiny_model_config(), PROPRIO_DIM).eval()
+    batch = random_batch(model.config)
+    a = model.sample_actions(batch, torch.Generator().manual_seed(5))
+    b = model.sample_actions(batch, torch.Generator().manual_seed(5))
+    c = model.sample_actions(batch, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_kv_cached_suffix_equals_one_full_pass():
+    """The prefix cache gives exactly what a single pass over [prefix, suffix] gives."""
+    torch.manual_seed(0)
+    model = VLAModel(tiny_model_config(), PROPRIO_DIM).eval()
+    batch = random_batch(model.config)
+    m = model.encode(batch)
+    tokens, mask = model.fusion(m)
+    suffix = torch.randn(3, 5, model.config.d_model)
+    cache, prefix_mask = model.prefix(m)
+    cached = model.suffix_runner(cache, prefix_mask)(suffix)
+    full_mask = torch.cat([mask, torch.ones(3, 5, dtype=torch.bool)], 1)
+    ar = torch.cat([torch.zeros(mask.shape[1], dtype=torch.long), torch.tensor([1, 0, 0, 0, 0])])
+    full = model.backbone(torch.cat([tokens, suffix], 1), make_attn_mask(full_mask, ar))[:, -5:]
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_make_attn_mask_block_causal():
+    pad = torch.ones(1, 5, dtype=torch.bool)
+    mask = make_attn_mask(pad, torch.tensor([0, 0, 1, 1, 0]))[0]
+    # tokens 0-1 are the prefix (see each other), 2 sees prefix+itself, 3-4 form one block
+    expected = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert torch.equal(mask, expected.bool())
+
+
+@pytest.mark.parametrize("head", ["flow", "discrete"])
+def test_overfitting_a_tiny_batch_drives_the_loss_down(head):
+    torch.manual_seed(0)
+    model = VLAModel(tiny_model_config(head=head, world_model_weight=0.0), PROPRIO_DIM)
+    batch = random_batch(model.config, batch=4)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+
+    def measured() -> float:  # flow's loss is stochastic (noise, time): average under a fixed seed
+        torch.manual_seed(123)
+        with torch.no_grad():
+            return sum(float(model.compute_loss(batch)["action"]) for _ in range(8)) / 8
+
+    first = measured()
+    for _ in range(100):
+        loss = model.compute_loss(batch)["action"]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert measured() < 0.5 * first
+
+
+def test_world_model_surprise_is_lower_for_the_predicted_future():
+    """After fitting, the predicted latent is closer to the true future than to another image."""
+    torch.manual_seed(0)
+    config = tiny_model_config(world_model_weight=1.0)
+    model = VLAModel(config, PROPRIO_DIM)
+    batch = random_batch(config, batch=4)
+    optim = torch.optim.AdamW([p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("vision.")],
+                              lr=3e-3)
+    for _ in range(80):
+        loss = model.compute_loss(batch)["world_model"]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    model.eval()
+    predicted = model.predict_next(batch, batch["actions"])
+    right = model.surprise(predicted, batch["future_images"], batch["camera_mask"])
+    wrong = model.surprise(predicted, batch["future_images"].roll(1, dims=0), batch["camera_mask"])
+    assert right.mean() < wrong.mean()
+    assert right.shape == (4,)
+
+
+def test_world_model_off_has_no_head():
+    model = VLAModel(tiny_model_config(world_model_weight=0.0), PROPRIO_DIM)
+    assert "world_model" not in model.compute_loss(random_batch(model.config))
+    with pytest.raises(RuntimeError, match="without a world model"):
+        model.predict_next(random_batch(model.config), torch.zeros(3, model.config.chunk, 7))
+
+
+def test_missing_camera_and_missing_text_still_give_valid_actions():
+    torch.manual_seed(0)
+    model = VLAModel(tiny_model_config(), PROPRIO_DIM).eval()
+    batch = random_batch(model.config)
+    batch["camera_mask"][:, 1] = False
+    batch["text_mask"][:] = False
+    actions = model.sample_actions(batch)
+    assert torch.isfinite(actions).all()

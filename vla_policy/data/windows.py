@@ -1,0 +1,112 @@
+"""Training samples from HDF5 demos: (observation at t, actions t..t+H-1, observation at t+H).
+
+Demos are loaded once into memory at the model's image size (uint8) through the same
+preprocessing the Policy applies at run time, so what trains is what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from vla_policy.config import ModelConfig
+from vla_policy.data.hdf5_dataset import DatasetError, demo_names, env_args, open_dataset
+from vla_policy.data.images import preprocess_images
+from vla_policy.data.normalize import NormStats
+from vla_policy.models.text import tokenize
+
+
+def proprio_from_obs(obs: dict, keys: tuple[str, ...]) -> np.ndarray:
+    """(..., P) float32: the configured proprio keys concatenated in order."""
+    missing = [k for k in keys if k not in obs]
+    if missing:
+        raise KeyError(f"observation is missing proprio key(s) {missing}; it has {sorted(obs)}")
+    return np.concatenate([np.asarray(obs[k], dtype=np.float32) for k in keys], axis=-1)
+
+
+@dataclass
+class Demo:
+    images: torch.Tensor  # (T, C, 3, S, S) uint8
+    proprio: np.ndarray  # (T, P) float32 (raw)
+    actions: np.ndarray  # (T, A) float32 (raw)
+    text_ids: torch.Tensor  # (L,)
+    text_mask: torch.Tensor  # (L,)
+    instruction: str
+
+
+def load_demos(path: str, config: ModelConfig, indices: list[int] | None = None) -> tuple[list[Demo], dict]:
+    """Read demos into memory; returns them and the dataset's env_args."""
+    demos = []
+    with open_dataset(path) as f:
+        names = demo_names(f)
+        if not names:
+            raise DatasetError(f"{path}: no demos to train on")
+        chosen = [names[i] for i in indices] if indices is not None else names
+        for name in tqdm(chosen, desc=f"load {path}", unit="demo"):
+            group = f["data"][name]
+            obs = group["obs"]
+            keys = [f"{cam}_image" for cam in config.vision.cameras]
+            missing = [k for k in keys if k not in obs]
+            if missing:
+                raise DatasetError(f"{path}: data/{name}/obs lacks {missing}; the model's cameras are "
+                                   f"{list(config.vision.cameras)}, the dataset has {sorted(obs)}")
+            images = torch.stack([(preprocess_images(obs[k][()], config.vision.image_size) * 255).round().to(torch.uint8)
+                                  for k in keys], dim=1)
+            text = str(group.attrs["instruction"])
+            ids, mask = tokenize([text], config.text.max_tokens)
+            demos.append(Demo(images, proprio_from_obs({k: obs[k][()] for k in config.proprio_keys if k in obs},
+                                                       config.proprio_keys),
+                              group["actions"][()].astype(np.float32), ids[0], mask[0], text))
+        args = env_args(f)
+    return demos, args
+
+
+def fingerprint(path: str) -> str:
+    """sha256 over every demo's actions and instruction: identifies the training data."""
+    digest = hashlib.sha256()
+    with open_dataset(path) as f:
+        for name in demo_names(f):
+            digest.update(name.encode())
+            digest.update(f["data"][name]["actions"][()].tobytes())
+            digest.update(str(f["data"][name].attrs.get("instruction", "")).encode())
+    return digest.hexdigest()
+
+
+class DemoWindows(Dataset):
+    """Every (demo, t) as one sample; actions past the episode end are padded and masked."""
+
+    def __init__(self, demos: list[Demo], stats: NormStats, chunk: int):
+        self.demos, self.stats, self.chunk = demos, stats, chunk
+        self.index = [(d, t) for d, demo in enumerate(demos) for t in range(len(demo.actions))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        d, t = self.index[i]
+        demo = self.demos[d]
+        length = len(demo.actions)
+        steps = np.arange(t, t + self.chunk)
+        valid = steps < length
+        actions = self.stats.normalize_actions(demo.actions[np.minimum(steps, length - 1)])
+        actions[~valid] = 0.0
+        cameras = demo.images.shape[1]
+        return {
+            "images": demo.images[t],  # (C, 3, S, S) uint8; the trainer scales and augments
+            "future_images": demo.images[min(t + self.chunk, length - 1)],
+            "camera_mask": torch.ones(cameras, dtype=torch.bool),
+            "text_ids": demo.text_ids,
+            "text_mask": demo.text_mask,
+            "proprio": torch.from_numpy(self.stats.normalize_proprio(demo.proprio[t]).astype(np.float32)),
+            "actions": torch.from_numpy(actions.astype(np.float32)),
+            "action_mask": torch.from_numpy(valid),
+        }
+
+
+def compute_stats(demos: list[Demo]) -> NormStats:
+    return NormStats.compute(np.concatenate([d.proprio for d in demos]), np.concatenate([d.actions for d in demos]))

@@ -1,0 +1,130 @@
+"""Policy: a trained VLAModel behind the contract reset() / predict_chunk() / select_action().
+
+Inputs are validated (image shape/dtype, missing keys, NaN proprio) and preprocessed exactly as
+in training; normalisation statistics come from the checkpoint. `select_action` keeps a queue of
+recent chunks and blends their predictions for the current step with exponential weights
+(ACT's temporal ensembling), so chunk boundaries do not jump.
+
+Defined behaviour for degraded input: a missing camera key is masked out (the model was trained
+with camera dropout); an empty instruction masks the text; an instruction longer than the
+tokenizer limit is truncated. Wrong types, shapes or NaN raise ValueError naming the key.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_policy.config import Config
+from vla_policy.data.images import preprocess_images
+from vla_policy.data.normalize import NormStats
+from vla_policy.data.windows import proprio_from_obs
+from vla_policy.models.text import tokenize
+from vla_policy.models.vla import VLAModel
+from vla_policy.types import ActionChunk
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use 'auto' or 'cpu'")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+class Policy:
+    name = "vla"
+
+    def __init__(self, model: VLAModel, config: Config, stats: NormStats, dt: float = 0.05,
+                 device: str = "auto", replan_every: int = 1, ensemble_decay: float = 0.1, seed: int = 0):
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.config, self.stats, self.dt = config, stats, dt
+        self.replan_every, self.ensemble_decay = replan_every, ensemble_decay
+        self.generator = torch.Generator(device=self.device)
+        self.seed = seed
+        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **kwargs) -> "Policy":
+        from vla_policy.train.checkpoint import load_checkpoint
+
+        model, config, stats, meta = load_checkpoint(path)
+        return cls(model, config, stats, dt=meta.get("dt", 0.05), device=device, **kwargs)
+
+    def reset(self) -> None:
+        """Forget queued chunks (call at every episode start)."""
+        self.generator.manual_seed(self.seed)
+        self.chunks: deque[ActionChunk] = deque()
+        self.step = 0
+
+    # ----------------------------------------------------------------- inputs
+    def _text(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if instruction not in self._text_cache:
+            ids, mask = tokenize([instruction], self.config.model.text.max_tokens)
+            if not instruction.strip():
+                mask[:] = False
+            self._text_cache[instruction] = (ids.to(self.device), mask.to(self.device))
+        return self._text_cache[instruction]
+
+    def make_batch(self, obs: dict, instruction: str | None = None) -> dict:
+        """One observation dict -> a model batch of size 1 (validated, normalised)."""
+        if not isinstance(obs, dict):
+            raise ValueError(f"observation must be a dict of arrays, got {type(obs).__name__}")
+        text = obs.get("instruction", "") if instruction is None else instruction
+        if not isinstance(text, str):
+            raise ValueError(f"instruction must be a string, got {type(text).__name__}")
+        vision = self.config.model.vision
+        images, present = [], []
+        for cam in vision.cameras:
+            image = obs.get(f"{cam}_image")
+            if image is None:
+                images.append(torch.zeros(3, vision.image_size, vision.image_size))
+                present.append(False)
+                continue
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+                raise ValueError(f"{cam}_image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+            images.append(preprocess_images(image, vision.image_size))
+            present.append(True)
+        proprio = proprio_from_obs(obs, self.config.model.proprio_keys)
+        if not np.all(np.isfinite(proprio)):
+            raise ValueError(f"proprio ({', '.join(self.config.model.proprio_keys)}) contains NaN or inf")
+        expected = len(self.stats.proprio_mean)
+        if proprio.shape != (expected,):
+            raise ValueError(f"proprio has {proprio.shape} values; this checkpoint expects ({expected},)")
+        ids, mask = self._text(text)
+        return {
+            "images": torch.stack(images)[None].to(self.device),
+            "camera_mask": torch.tensor([present], device=self.device),
+            "text_ids": ids,
+            "text_mask": mask,
+            "proprio": torch.from_numpy(self.stats.normalize_proprio(proprio).astype(np.float32))[None].to(self.device),
+        }
+
+    # ---------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def predict_chunk(self, obs: dict, instruction: str | None = None) -> ActionChunk:
+        """A whole chunk (H, A) of unnormalised actions for this observation."""
+        batch = self.make_batch(obs, instruction)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            normalised = self.model.sample_actions(batch, self.generator)[0].float().cpu().numpy()
+        return ActionChunk(self.stats.unnormalize_actions(normalised), self.dt, start_step=self.step)
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        """One action for this control step, temporally ensembled over the queued chunks."""
+        if self.step % self.replan_every == 0 or not self.chunks:
+            self.chunks.append(self.predict_chunk(obs))
+        while self.chunks and self.chunks[0].start_step + len(self.chunks[0]) <= self.step:
+            self.chunks.popleft()
+        preds = np.stack([c.actions[self.step - c.start_step] for c in self.chunks])  # oldest first
+        weights = np.exp(-self.ensemble_decay * np.arange(len(preds)))
+        action = (weights[:, None] * preds).sum(0) / weights.sum()
+        self.step += 1
+        return np.clip(action, -1.0, 1.0)

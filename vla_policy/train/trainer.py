@@ -1,0 +1,244 @@
+"""`vla train`: AdamW + warmup/cosine, grad clipping, EMA, augmentation, bf16 autocast on CUDA,
+JSONL metrics, periodic validation, last/best checkpoints and exact resume; DDP under torchrun.
+
+Exact resume: batches come from a DistributedSampler order that depends only on (seed, epoch),
+the position inside the epoch is checkpointed, and so are torch's and Python's RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from vla_policy.config import Config, save_yaml, to_dict
+from vla_policy.data.windows import DemoWindows, compute_stats, fingerprint, load_demos
+from vla_policy.models.vla import VLAModel
+from vla_policy.policy import pick_device
+from vla_policy.train.augment import prepare_batch
+from vla_policy.train.checkpoint import (
+    CheckpointError,
+    load_train_state,
+    load_weights,
+    read_checkpoint_meta,
+    save_checkpoint,
+    trainable_state,
+)
+
+
+def warmup_cosine(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(int(os.environ.get("RANK", "0")), world)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def split_demos(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_val = min(n - 1, max(1, round(n * val_fraction))) if n > 1 and val_fraction > 0 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+class Trainer:
+    def __init__(self, config: Config, resume: bool = False):
+        self.config, self.dist = config, Distributed.from_env()
+        t = config.train
+        if not t.dataset:
+            raise ValueError("train.dataset is empty; pass train.dataset=path/to/demos.hdf5")
+        self.out = Path(t.out)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.device = pick_device("auto")
+        torch.manual_seed(t.seed)
+        random.seed(t.seed)
+        demos, self.env_args = load_demos(t.dataset, config.model)
+        train_ids, val_ids = split_demos(len(demos), t.val_fraction, t.seed)
+        self.stats = compute_stats([demos[i] for i in train_ids])
+        self.train_set = DemoWindows([demos[i] for i in train_ids], self.stats, config.model.chunk)
+        self.val_set = DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk) if val_ids else None
+        self.fingerprint = fingerprint(t.dataset)
+        self.model = VLAModel(config.model, proprio_dim=self.train_set[0]["proprio"].shape[0]).to(self.device)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+        decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=t.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))
+        self.sampler = DistributedSampler(self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=t.seed)
+        self.step, self.epoch, self.offset, self.best = 0, 0, 0, float("inf")
+        if resume:
+            self._resume()
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
+
+    # ---------------------------------------------------------------- resume
+    def _resume(self) -> None:
+        path = self.ckpt_dir / "last"
+        saved_config, _, meta = read_checkpoint_meta(path)
+        diff = _config_diff(to_dict(saved_config), to_dict(self.config), ignore={"train.steps", "train.out"})
+        if diff:
+            raise CheckpointError(f"cannot resume {path}: its config differs in {diff}")
+        if meta["dataset_fingerprint"] != self.fingerprint:
+            raise CheckpointError(f"cannot resume {path}: it was trained on different data (fingerprint mismatch)")
+        rng = load_train_state(path, self.model, self.optimizer, self.scheduler)
+        from safetensors.torch import load_file
+
+        load_weights(self.ema.module, load_file(str(path / "model.safetensors")), str(path))
+        self.ema.n_averaged.fill_(meta["ema_n_averaged"])
+        self.step, self.epoch, self.offset, self.best = meta["step"], meta["epoch"], meta["offset"], meta["best"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+
+    # ------------------------------------------------------------------ loop
+    def batches(self):
+        """(epoch, offset, batch) forever, from the checkpointed position."""
+        t = self.config.train
+        while True:
+            self.sampler.set_epoch(self.epoch)
+            order = list(self.sampler)
+            per_epoch = len(order) // t.batch_size
+            if per_epoch == 0:
+                raise ValueError(f"batch_size {t.batch_size} exceeds the {len(order)} training samples per rank")
+            for b in range(self.offset, per_epoch):
+                idx = order[b * t.batch_size : (b + 1) * t.batch_size]
+                self.offset = b + 1  # consumed once yielded: a checkpoint after this step resumes after it
+                yield b, torch.utils.data.default_collate([self.train_set[i] for i in idx])
+            self.epoch, self.offset = self.epoch + 1, 0
+
+    def train(self) -> dict:
+        t = self.config.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.main:
+            save_yaml(self.config, self.out / "config.yaml")
+        log = open(self.out / "metrics.jsonl", "a") if self.dist.main else None
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not self.dist.main)
+        start, samples, last = time.perf_counter(), 0, {}
+        batches = self.batches()
+        while self.step < t.steps:
+            _, raw = next(batches)
+            last = self._train_step(raw)
+            samples += t.batch_size * self.dist.world
+            self.step += 1
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                last.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
+                            samples_per_s=samples / (time.perf_counter() - start))
+                bar.set_postfix(loss=f"{last['total']:.4f}")
+                if log:
+                    log.write(json.dumps(last) + "\n")
+                    log.flush()
+            if self.step % t.eval_every == 0 or self.step == t.steps:
+                self._validate_and_save(log)
+        bar.close()
+        if log:
+            log.close()
+        return last
+
+    def _train_step(self, raw: dict) -> dict:
+        t = self.config.train
+        self.model.train()
+        batch = prepare_batch(raw, t.augment, t.camera_dropout, self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            losses = self.ddp(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update_parameters(self.model)
+        return {**{k: float(v.detach()) for k, v in losses.items()}, "grad_norm": float(grad_norm)}
+
+    # ------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, max_batches: int = 8) -> dict:
+        """EMA model on held-out demos: losses and the mean absolute action error (raw units)."""
+        if self.val_set is None or len(self.val_set) == 0:
+            return {}
+        model = self.ema.module.eval()
+        loader = DataLoader(self.val_set, batch_size=self.config.train.batch_size, shuffle=False)
+        totals: dict[str, float] = {}
+        count = 0
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        for i, raw in enumerate(loader):
+            if i >= max_batches:
+                break
+            batch = prepare_batch(raw, False, 0.0, self.device)
+            losses = {f"val_{k}": float(v) for k, v in model.compute_loss(batch).items()}
+            pred = model.sample_actions(batch, gen)
+            half = (torch.tensor(self.stats.action_max) - torch.tensor(self.stats.action_min)).to(self.device) / 2
+            err = ((pred - batch["actions"]).abs() * half).mean(-1)
+            losses["val_action_l1"] = float((err * batch["action_mask"]).sum() / batch["action_mask"].sum())
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + v
+            count += 1
+        return {k: v / count for k, v in totals.items()}
+
+    def _validate_and_save(self, log) -> None:
+        metrics = self.validate()
+        if not self.dist.main:
+            return
+        if log and metrics:
+            log.write(json.dumps({"step": self.step, **metrics}) + "\n")
+            log.flush()
+        score = metrics.get("val_action_l1", -self.step)
+        improved = score < self.best
+        self.best = min(self.best, score)
+        self._save("last", metrics)
+        if improved:
+            self._save("best", metrics)
+
+    def _save(self, name: str, metrics: dict) -> None:
+        meta = {
+            "step": self.step, "epoch": self.epoch, "offset": self.offset, "best": self.best,
+            "metrics": metrics, "dataset": str(self.config.train.dataset), "dataset_fingerprint": self.fingerprint,
+            "env_args": self.env_args, "dt": 1.0 / self.env_args["env_kwargs"].get("control_freq", 20),
+            "proprio_dim": int(self.train_set[0]["proprio"].shape[0]),
+            "ema_n_averaged": int(self.ema.n_averaged.item()),
+            "parameters": sum(v.numel() for v in trainable_state(self.model).values()),
+        }
+        rng = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
+        save_checkpoint(self.ckpt_dir / name, ema_model=self.ema.module, model=self.model, optimizer=self.optimizer,
+                        scheduler=self.scheduler, config=self.config, stats=self.stats, meta=meta, rng=rng)
+
+
+def _config_diff(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        if name in ignore:
+            continue
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _config_diff(va, vb, ignore, f"{name}.")
+        elif va != vb:
+            out.append(f"{name}: {va!r} -> {vb!r}")
+    return out

@@ -133,7 +133,8 @@ def run_dataset(args) -> int:
 
 # ------------------------------------------------------------------- bench
 def _bench_args(p):
-    p.add_argument("what", choices=["sim"])
+    p.add_argument("what", choices=["sim", "policy"])
+    p.add_argument("--config", default="default", help="policy: preset or YAML of the model to time")
     p.add_argument("--task", default="tabletop")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=300)
@@ -145,9 +146,14 @@ def _bench_args(p):
 
 @command("bench", "benchmarks (JSON out)", _bench_args)
 def run_bench(args) -> int:
-    from vla_policy.bench.sim_bench import bench_sim
+    if args.what == "policy":
+        from vla_policy.bench.policy_bench import bench_policy
 
-    result = bench_sim(args.task, args.image_size, args.steps, args.episodes, args.quality, not args.all_cores)
+        result = bench_policy(args.config)
+    else:
+        from vla_policy.bench.sim_bench import bench_sim
+
+        result = bench_sim(args.task, args.image_size, args.steps, args.episodes, args.quality, not args.all_cores)
     emit(result)
     if args.out:
         with open(args.out, "w") as f:
@@ -191,6 +197,7 @@ def run_eval(args) -> int:
 def _train_args(p):
     p.add_argument("--config", default="default", help="preset (default, flow, discrete, tiny) or a YAML file")
     p.add_argument("--resume", action="store_true", help="continue from <train.out>/checkpoints/last")
+    p.add_argument("--until", type=int, help="stop (with a checkpoint) at this step; --resume continues")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.dataset=demos.hdf5 model.head=discrete")
 
 
@@ -201,7 +208,7 @@ def run_train(args) -> int:
 
     config = load_config(args.config, args.overrides)
     trainer = Trainer(config, resume=args.resume)
-    emit(trainer.train())
+    emit(trainer.train(until=args.until))
     return 0
 
 

@@ -121,6 +121,7 @@ class TextEncoder(nn.Module):
         if kind == "minilm":
             self.backbone = MiniLM()
             self.proj = nn.Linear(self.backbone.dim, dim)
+            self._features: dict[bytes, Tensor] = {}  # frozen features per distinct instruction
         else:
             self.embed = nn.Embedding(_tokenizer().get_vocab_size(), dim)
             self.position = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
@@ -129,11 +130,19 @@ class TextEncoder(nn.Module):
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         """(B, L) ids, (B, L) mask -> (B, L, D)."""
         if self.kind == "minilm":
-            return self.proj(self.backbone(ids, mask))
+            return self.proj(self._frozen_features(ids, mask))
         x = self.embed(ids) + self.position[: ids.shape[1]]
         attn = mask[:, None, :] | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
         return self.transformer(x, attn)
 
-    def state_dict_for_checkpoint(self) -> dict:
-        """Trained weights only: the frozen MiniLM comes from its package, not the checkpoint."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+    def _frozen_features(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """MiniLM features, computed once per distinct instruction (datasets repeat a few dozen)."""
+        keys = [row.cpu().numpy().tobytes() for row in ids]
+        todo = [i for i, k in enumerate(keys) if k not in self._features]
+        if todo:
+            fresh = self.backbone(ids[todo], mask[todo])
+            for i, feats in zip(todo, fresh):
+                if len(self._features) < 10_000:
+                    self._features[keys[i]] = feats
+        return torch.stack([self._features[k] if k in self._features else self.backbone(ids[i : i + 1], mask[i : i + 1])[0]
+                            for i, k in enumerate(keys)])

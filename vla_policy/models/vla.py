@@ -29,6 +29,8 @@ from vla_policy.models.world_model import WorldModelHead, surprise
 class VLAModel(nn.Module):
     def __init__(self, config: ModelConfig, proprio_dim: int):
         super().__init__()
+        if config.aux.masked and config.fusion == "late":
+            raise ValueError("aux.masked needs a fusion that keeps per-patch vision tokens; 'late' pools them away")
         self.config = config
         d, cams = config.d_model, len(config.vision.cameras)
         v = config.vision
@@ -41,10 +43,16 @@ class VLAModel(nn.Module):
         self.world_model = (
             WorldModelHead(d, config.action_dim, config.chunk, cams) if config.world_model_weight > 0 else None
         )
-        self.image_proj, self.text_proj = nn.Linear(d, d), nn.Linear(d, d)  # contrastive embedding heads
-        self.log_temperature = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's init
-        self.mask_token = nn.Parameter(torch.zeros(d))
-        self.mask_decoder = nn.Linear(d, d)
+        # Auxiliary heads exist only when their loss is on: no dead weights (DDP requires every
+        # parameter to receive a gradient, and checkpoints stay small).
+        aux = config.aux
+        if aux.infonce or aux.triplet or aux.align_uniform:
+            self.image_proj, self.text_proj = nn.Linear(d, d), nn.Linear(d, d)
+        if aux.infonce:
+            self.log_temperature = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's init
+        if aux.masked:
+            self.mask_token = nn.Parameter(torch.zeros(d))
+            self.mask_decoder = nn.Linear(d, d)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
@@ -117,9 +125,10 @@ class VLAModel(nn.Module):
         out: dict[str, Tensor] = {}
         if not any((w.infonce, w.triplet, w.align_uniform, w.masked, w.sinkhorn)):
             return out
-        image = F.normalize(self.image_proj(L.masked_mean(m.vision, m.vision_mask)), dim=-1)  # (B, D)
-        text = F.normalize(self.text_proj(L.masked_mean(m.text, m.text_mask)), dim=-1)
-        same = L.same_instruction(batch["text_ids"])  # (B, B) pairs that share an instruction
+        if w.infonce or w.triplet or w.align_uniform:
+            image = F.normalize(self.image_proj(L.masked_mean(m.vision, m.vision_mask)), dim=-1)  # (B, D)
+            text = F.normalize(self.text_proj(L.masked_mean(m.text, m.text_mask)), dim=-1)
+            same = L.same_instruction(batch["text_ids"])  # (B, B) pairs that share an instruction
         if w.infonce:
             out["infonce"] = L.info_nce(image, text, self.log_temperature.exp().clamp(max=100), same)
         if w.triplet:

@@ -134,8 +134,10 @@ class Trainer:
                 yield b, torch.utils.data.default_collate([self.train_set[i] for i in idx])
             self.epoch, self.offset = self.epoch + 1, 0
 
-    def train(self) -> dict:
+    def train(self, until: int | None = None) -> dict:
+        """Train to `train.steps` (or stop early at step `until`, checkpointing there, to resume later)."""
         t = self.config.train
+        stop = min(t.steps, until) if until else t.steps
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.main:
             save_yaml(self.config, self.out / "config.yaml")
@@ -143,7 +145,7 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not self.dist.main)
         start, samples, last = time.perf_counter(), 0, {}
         batches = self.batches()
-        while self.step < t.steps:
+        while self.step < stop:
             _, raw = next(batches)
             last = self._train_step(raw)
             samples += t.batch_size * self.dist.world
@@ -156,7 +158,7 @@ class Trainer:
                 if log:
                     log.write(json.dumps(last) + "\n")
                     log.flush()
-            if self.step % t.eval_every == 0 or self.step == t.steps:
+            if self.step % t.eval_every == 0 or self.step == stop:
                 self._validate_and_save(log)
         bar.close()
         if log:

@@ -1,0 +1,85 @@
+"""Policy: input validation, defined degraded behaviour, chunk queue with temporal ensembling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.model_utils import PROPRIO_DIM, tiny_model_config
+from vla_policy.config import Config, load_config, merge
+from vla_policy.data.normalize import NormStats
+from vla_policy.models.vla import VLAModel
+from vla_policy.policy import Policy
+
+STATS = NormStats(tuple([0.0] * PROPRIO_DIM), tuple([1.0] * PROPRIO_DIM), tuple([-0.5] * 7), tuple([0.5] * 7))
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    torch.manual_seed(0)
+    config: Config = merge(load_config("tiny"), {"model": {"chunk": 4}})
+    return Policy(VLAModel(config.model, PROPRIO_DIM), config, STATS, device="cpu")
+
+
+def _obs(size: int = 40) -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "agentview_image": rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8),
+        "wrist_image": rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+        "joint_pos": np.zeros(7), "gripper_qpos": np.zeros(2), "eef_pos": np.zeros(3), "eef_quat": np.array([1.0, 0, 0, 0]),
+        "instruction": "pick up the red cube",
+    }
+
+
+def test_chunk_is_unnormalised_and_within_stats(policy):
+    chunk = policy.predict_chunk(_obs())
+    assert chunk.actions.shape == (4, 7) and chunk.dt == 0.05
+    assert np.all(chunk.actions >= -0.5) and np.all(chunk.actions <= 0.5)
+
+
+def test_select_action_ensembles_overlapping_chunks(policy):
+    policy.reset()
+    a0 = policy.select_action(_obs())
+    assert a0.shape == (7,) and len(policy.chunks) == 1
+    policy.select_action(_obs())
+    assert len(policy.chunks) == 2
+    for _ in range(6):
+        policy.select_action(_obs())
+    assert len(policy.chunks) <= 4  # chunks that no longer cover the step are dropped
+    policy.reset()
+    assert np.array_equal(policy.select_action(_obs()), a0)  # reset restores the seeded sampling
+
+
+def test_degraded_inputs_have_defined_behaviour(policy):
+    obs = _obs()
+    del obs["wrist_image"]
+    assert np.isfinite(policy.predict_chunk(obs).actions).all()  # missing camera: masked out
+    obs = _obs()
+    obs["instruction"] = ""
+    assert np.isfinite(policy.predict_chunk(obs).actions).all()  # no text: masked out
+    obs["instruction"] = "push " * 2000
+    assert np.isfinite(policy.predict_chunk(obs).actions).all()  # 10k characters: truncated
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda o: o.update(agentview_image=np.zeros((32, 32, 4), np.uint8)), "agentview_image must be"),
+        (lambda o: o.update(agentview_image=np.zeros((32, 32, 3), np.float32)), "agentview_image must be"),
+        (lambda o: o.update(joint_pos=np.array([np.nan] * 7)), "NaN"),
+        (lambda o: o.pop("eef_pos"), "missing proprio key"),
+        (lambda o: o.update(joint_pos=np.zeros(6)), "expects"),
+        (lambda o: o.update(instruction=3), "instruction must be a string"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(policy, change, message):
+    obs = _obs()
+    change(obs)
+    with pytest.raises((ValueError, KeyError), match=message):
+        policy.predict_chunk(obs)
+
+
+def test_unknown_device_is_clear():
+    with pytest.raises(ValueError, match="unknown device"):
+        Policy(VLAModel(tiny_model_config(), PROPRIO_DIM), load_config("tiny"), STATS, device="tpu")

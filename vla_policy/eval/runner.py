@@ -20,20 +20,13 @@ from typing import Callable
 from tqdm import tqdm
 
 from sim.env import EnvConfig, SimEnv
-from sim.suggest import did_you_mean
 from vla_policy.eval.metrics import rate_summary
 from vla_policy.eval.rollout import rollout
+from vla_policy.registry import Registry
 
-POLICIES: dict[str, Callable] = {}  # kind -> factory(env, **spec) -> policy
+POLICIES: Registry[Callable] = Registry("policy kind")  # kind -> factory(env, **spec) -> policy
+register_policy = POLICIES.register
 _worker: dict = {}
-
-
-def register_policy(kind: str):
-    def wrap(factory: Callable) -> Callable:
-        POLICIES[kind] = factory
-        return factory
-
-    return wrap
 
 
 @register_policy("expert")
@@ -44,10 +37,7 @@ def _expert(env: SimEnv, noise_std: float = 0.0):
 
 
 def make_policy(env: SimEnv, spec: dict):
-    kind = spec.get("kind")
-    if kind not in POLICIES:
-        raise ValueError(f"unknown policy kind {kind!r}{did_you_mean(str(kind), POLICIES)}; valid: {sorted(POLICIES)}")
-    return POLICIES[kind](env, **{k: v for k, v in spec.items() if k != "kind"})
+    return POLICIES.get(spec.get("kind"))(env, **{k: v for k, v in spec.items() if k != "kind"})
 
 
 class _TimedPolicy:

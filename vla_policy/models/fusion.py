@@ -7,12 +7,8 @@ Every fusion maps the encoded modalities to one context token set:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
-
-from sim.suggest import did_you_mean
 from vla_policy.models.attention import (
     BidirectionalCrossAttention,
     CoAttention,
@@ -21,22 +17,14 @@ from vla_policy.models.attention import (
     GatedCrossAttention,
 )
 from vla_policy.models.layers import Block, Transformer
+from vla_policy.registry import Registry
 
-FUSIONS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_fusion(name: str):
-    def wrap(cls):
-        FUSIONS[name] = cls
-        return cls
-
-    return wrap
+FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
+register_fusion = FUSIONS.register
 
 
 def build_fusion(name: str, dim: int, heads: int, layers: int) -> nn.Module:
-    if name not in FUSIONS:
-        raise ValueError(f"unknown fusion {name!r}{did_you_mean(name, FUSIONS)}; valid: {sorted(FUSIONS)}")
-    return FUSIONS[name](dim, heads, layers)
+    return FUSIONS.get(name)(dim, heads, layers)
 
 
 @dataclass

@@ -1,0 +1,40 @@
+"""Registries: a dict plus a decorator, with errors that list the valid names."""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from sim.suggest import did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def wrap(entry: T) -> T:
+            self._entries[name] = entry
+            return entry
+
+        return wrap
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise ValueError(f"unknown {self.kind} {name!r}{did_you_mean(str(name), self._entries)}; "
+                             f"valid: {sorted(self._entries)}")
+        return self._entries[name]
+
+    def pop(self, name: str) -> T:
+        return self._entries.pop(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)

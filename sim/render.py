@@ -51,11 +51,12 @@ def _swap_heavy_robot_meshes(model: mujoco.MjModel) -> None:
 
 
 _LIVE: "weakref.WeakSet[CameraRenderer]" = weakref.WeakSet()
+_EXIT_HOOK_REGISTERED = False
 
 
-@atexit.register
 def _close_live_renderers() -> None:
-    """Free GL contexts before interpreter teardown, when EGL can no longer be called cleanly."""
+    """Free GL contexts at exit. Registered after the first context exists, so it runs before
+    mujoco's own atexit eglTerminate (atexit is last-in, first-out)."""
     for renderer in list(_LIVE):
         try:
             renderer.close()
@@ -83,6 +84,10 @@ class CameraRenderer:
         self._option.geomgroup[VISUAL_GROUP] = 1
         self._option.sitegroup[:] = 0
         _LIVE.add(self)
+        global _EXIT_HOOK_REGISTERED
+        if not _EXIT_HOOK_REGISTERED:
+            atexit.register(_close_live_renderers)
+            _EXIT_HOOK_REGISTERED = True
 
     def render(self, data: mujoco.MjData, camera: int | str) -> np.ndarray:
         """(H, W, 3) uint8, upright (mujoco.Renderer already flips OpenGL's rows)."""

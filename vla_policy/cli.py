@@ -163,7 +163,8 @@ def run_bench(args) -> int:
 
 # -------------------------------------------------------------------- eval
 def _eval_args(p):
-    p.add_argument("--policy", default="expert", help="policy kind (expert)")
+    p.add_argument("--policy", default="expert", help="policy kind: expert, or checkpoint (with --checkpoint)")
+    p.add_argument("--checkpoint", help="checkpoint directory (implies --policy checkpoint)")
     p.add_argument("--noise", type=float, default=0.0, help="expert: action noise std")
     p.add_argument("--task", required=True)
     p.add_argument("--instructions", default="train", choices=["train", "heldout", "all"])
@@ -181,9 +182,15 @@ def run_eval(args) -> int:
     from sim.env import EnvConfig
     from vla_policy.eval.runner import evaluate
 
-    cameras = tuple(c for c in args.cameras.split(",") if c)
-    config = EnvConfig(task=args.task, cameras=cameras, instructions=args.instructions)
-    spec = {"kind": args.policy, "noise_std": args.noise} if args.policy == "expert" else {"kind": args.policy}
+    if args.checkpoint:
+        from vla_policy.eval.runner import checkpoint_env_config
+
+        config = checkpoint_env_config(args.checkpoint, args.task, args.instructions)
+        spec = {"kind": "checkpoint", "path": args.checkpoint}
+    else:
+        cameras = tuple(c for c in args.cameras.split(",") if c)
+        config = EnvConfig(task=args.task, cameras=cameras, instructions=args.instructions)
+        spec = {"kind": args.policy, "noise_std": args.noise} if args.policy == "expert" else {"kind": args.policy}
     report = evaluate(config, spec, args.episodes, args.seed, args.workers)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ reported as failed with its error; the rest of the run completes.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import time
 import traceback
@@ -17,6 +18,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
+import torch
 from tqdm import tqdm
 
 from sim.env import EnvConfig, SimEnv
@@ -34,6 +36,24 @@ def _expert(env: SimEnv, noise_std: float = 0.0):
     from sim.expert_policy import ExpertPolicy
 
     return ExpertPolicy(env, noise_std)
+
+
+@register_policy("checkpoint")
+def _checkpoint(env: SimEnv, path: str, device: str = "cpu"):
+    from vla_policy.policy import Policy
+
+    torch.set_num_threads(1)  # one thread per worker process: workers scale, threads fight
+    return Policy.from_checkpoint(path, device=device)
+
+
+def checkpoint_env_config(path: str, task: str, instructions: str) -> EnvConfig:
+    """The env a checkpoint was trained for (cameras, image size, control rate), on `task`."""
+    from vla_policy.train.checkpoint import read_checkpoint_meta
+
+    _, _, meta = read_checkpoint_meta(path)
+    kwargs = dict(meta["env_args"]["env_kwargs"])
+    kwargs.update(task=task, instructions=instructions, horizon=None)
+    return EnvConfig.from_json(json.dumps(kwargs))
 
 
 def make_policy(env: SimEnv, spec: dict):

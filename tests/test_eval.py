@@ -49,3 +49,24 @@ def test_failing_policy_is_reported_not_lost():
 def test_unknown_policy_kind():
     with pytest.raises(ValueError, match="unknown policy kind 'expret'.*did you mean 'expert'"):
         evaluate(EnvConfig(task="lift", cameras=()), {"kind": "expret"}, episodes=1)
+
+
+def test_trained_checkpoint_through_the_runner(tmp_path):
+    """A (barely) trained checkpoint runs closed-loop in the env it was trained for."""
+    from vla_policy.config import load_config
+    from vla_policy.data.collect import collect
+    from vla_policy.eval.runner import checkpoint_env_config
+    from vla_policy.train.trainer import Trainer
+
+    demos = tmp_path / "lift.hdf5"
+    collect("lift", 2, demos, config=EnvConfig(task="lift", image_size=32))
+    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", "train.steps=2",
+                                  "train.val_fraction=0"])
+    Trainer(config).train()
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last")
+    env_config = checkpoint_env_config(ckpt, "lift", "train")
+    assert env_config.image_size == 32 and env_config.cameras == ("agentview", "wrist")
+    report = evaluate(env_config, {"kind": "checkpoint", "path": ckpt}, episodes=1)
+    episode = report["episodes"][0]
+    assert episode["error"] is None and episode["steps"] > 0
+    assert report["overall"]["episodes"] == 1 and 0.0 <= report["overall"]["rate"] <= 1.0

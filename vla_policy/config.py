@@ -21,8 +21,8 @@ from sim.suggest import did_you_mean
 class VisionConfig:
     image_size: int = 64  # the model's input; Policy resizes camera images to this
     cameras: tuple[str, ...] = ("agentview", "wrist")
-    patch_size: int = 8  # conv stem stride: (image_size / patch_size)^2 tokens per camera
-    layers: int = 2  # transformer layers over each camera's patches (shared weights)
+    patch_size: int = 16  # conv stem stride: (image_size / patch_size)^2 tokens per camera
+    layers: int = 1  # transformer layers over each camera's patches (shared weights)
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     proprio_keys: tuple[str, ...] = ("joint_pos", "gripper_qpos", "eef_pos", "eef_quat")
     fusion: str = "gated"
-    fusion_layers: int = 2
-    backbone_layers: int = 4
+    fusion_layers: int = 1
+    backbone_layers: int = 2
     head: str = "flow"  # flow | discrete
     chunk: int = 16  # H: actions per predicted chunk
     action_dim: int = 7
@@ -174,9 +174,11 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "flow": {"model": {"head": "flow"}},
     "discrete": {"model": {"head": "discrete"}},
+    # Sized for a GPU: 4x the vision tokens and twice the depth of the CPU-sized default.
+    "large": {"model": {"vision": {"patch_size": 8, "layers": 2}, "fusion_layers": 2, "backbone_layers": 4}},
     "tiny": {  # for tests and smoke runs
         "model": {"d_model": 32, "heads": 2, "fusion_layers": 1, "backbone_layers": 1, "chunk": 4, "flow_steps": 3,
-                  "vision": {"image_size": 32, "layers": 1}, "text": {"kind": "scratch", "layers": 1}},
+                  "vision": {"image_size": 32, "patch_size": 8, "layers": 1}, "text": {"kind": "scratch", "layers": 1}},
         "train": {"steps": 20, "batch_size": 8, "warmup_steps": 2, "eval_every": 10, "log_every": 5},
     },
 }

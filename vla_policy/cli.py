@@ -215,7 +215,9 @@ def run_train(args) -> int:
 
     config = load_config(args.config, args.overrides)
     trainer = Trainer(config, resume=args.resume)
-    emit(trainer.train(until=args.until))
+    result = trainer.train(until=args.until)
+    if trainer.dist.main:  # under torchrun, one report
+        emit(result)
     return 0
 
 

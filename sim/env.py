@@ -102,7 +102,9 @@ class SimEnv:
         return self.observe()
 
     def step(self, action) -> tuple[dict, float, bool, bool, dict]:
-        """Apply one action; returns (obs, reward, terminated, truncated, info)."""
+        """Apply one action; returns (obs, reward, terminated, truncated, info).
+
+        info["action"] is the action actually applied (validated and clipped)."""
         if self.goal is None:
             raise RuntimeError("call reset() before step()")
         action = self.validate_action(action)
@@ -114,7 +116,7 @@ class SimEnv:
         mujoco.mj_camlight(self.model, self.data)
         self.steps += 1
         success = self.is_success()
-        info = {"success": success, "clipped_actions": self.clipped_actions, "steps": self.steps}
+        info = {"success": success, "clipped_actions": self.clipped_actions, "steps": self.steps, "action": action}
         return self.observe(), float(success), success, self.steps >= self.horizon, info
 
     def validate_action(self, action) -> np.ndarray:

@@ -36,9 +36,8 @@ def rollout(
         if frame_callback is not None:
             frame_callback(obs)
         states.append(env.get_state())
-        action = env.validate_action(policy.select_action(obs))
-        obs, reward, terminated, truncated, info = env.step(action)
-        actions.append(action)
+        obs, reward, terminated, truncated, info = env.step(policy.select_action(obs))
+        actions.append(info["action"])
         rewards.append(reward)
         if terminated or truncated:
             break

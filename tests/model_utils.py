@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from vla_policy.config import ModelConfig, load_config, merge
@@ -28,4 +29,15 @@ def random_batch(config: ModelConfig, batch: int = 3, seed: int = 0) -> dict:
         "proprio": torch.randn(batch, PROPRIO_DIM, generator=g),
         "actions": torch.rand(batch, config.chunk, config.action_dim, generator=g) * 2 - 1,
         "action_mask": torch.ones(batch, config.chunk, dtype=torch.bool),
+    }
+
+
+def random_obs(size: int = 40) -> dict:
+    """One raw observation as the env gives it (uint8 HWC images, proprio arrays, instruction)."""
+    rng = np.random.default_rng(0)
+    return {
+        "agentview_image": rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8),
+        "wrist_image": rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+        "joint_pos": np.zeros(7), "gripper_qpos": np.zeros(2), "eef_pos": np.zeros(3), "eef_quat": np.array([1.0, 0, 0, 0]),
+        "instruction": "pick up the red cube",
     }

@@ -70,3 +70,27 @@ def test_trained_checkpoint_through_the_runner(tmp_path):
     episode = report["episodes"][0]
     assert episode["error"] is None and episode["steps"] > 0
     assert report["overall"]["episodes"] == 1 and 0.0 <= report["overall"]["rate"] <= 1.0
+
+
+def test_crashed_worker_fails_its_episode_and_the_run_completes():
+    spec = {"kind": "tests.crash_policy:make", "crash_seed": 1_000_001}
+    report = evaluate(EnvConfig(task="pick", cameras=()), spec, episodes=4, seed=1_000_000, workers=2)
+    by_seed = {r["seed"]: r for r in report["episodes"]}
+    assert sorted(by_seed) == [1_000_000, 1_000_001, 1_000_002, 1_000_003]
+    assert by_seed[1_000_001]["error"].startswith("WorkerCrashed") and not by_seed[1_000_001]["success"]
+    assert all(by_seed[s]["success"] and by_seed[s]["error"] is None for s in (1_000_000, 1_000_002, 1_000_003))
+    assert report["errors"] == 1
+
+
+def test_eval_cli_writes_report_videos_and_plots(tmp_path, vla_cmd):
+    import json
+    import subprocess
+
+    out = tmp_path / "eval"
+    subprocess.run([*vla_cmd, "eval", "--task", "pick", "--episodes", "2", "--workers", "2", "--out", str(out),
+                    "--cameras", "agentview,wrist"], check=True, capture_output=True)
+    report = json.loads((out / "report.json").read_text())
+    assert report["overall"]["successes"] == 2 and report["workers"] == 2
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["success_seed_1000000.mp4", "success_seed_1000001.mp4"]
+    assert (out / "success.png").stat().st_size > 0 and (out / "actions.png").stat().st_size > 0
+    assert not (out / ".media").exists()

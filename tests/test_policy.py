@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.model_utils import PROPRIO_DIM, tiny_model_config
+from tests.model_utils import PROPRIO_DIM, random_obs as _obs, tiny_model_config
 from vla_policy.config import Config, load_config, merge
 from vla_policy.data.normalize import NormStats
 from vla_policy.models.vla import VLAModel
@@ -20,16 +20,6 @@ def policy() -> Policy:
     torch.manual_seed(0)
     config: Config = merge(load_config("tiny"), {"model": {"chunk": 4}})
     return Policy(VLAModel(config.model, PROPRIO_DIM), config, STATS, device="cpu")
-
-
-def _obs(size: int = 40) -> dict:
-    rng = np.random.default_rng(0)
-    return {
-        "agentview_image": rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8),
-        "wrist_image": rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
-        "joint_pos": np.zeros(7), "gripper_qpos": np.zeros(2), "eef_pos": np.zeros(3), "eef_quat": np.array([1.0, 0, 0, 0]),
-        "instruction": "pick up the red cube",
-    }
 
 
 def test_chunk_is_unnormalised_and_within_stats(policy):

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp
 
 from sim.env import EnvConfig
-from tests.model_utils import PROPRIO_DIM, random_batch, tiny_model_config
+from tests.model_utils import PROPRIO_DIM, random_batch, random_obs, tiny_model_config
 from vla_policy.config import load_config
 from vla_policy.data.collect import collect
 from vla_policy.models.vla import VLAModel
@@ -124,3 +124,32 @@ def test_vla_train_cli_end_to_end(demos, tmp_path, vla_cmd):
     assert (out / "config.yaml").exists() and (out / "checkpoints" / "last" / "model.safetensors").exists()
     bad = subprocess.run([*vla_cmd, "train", "--config", "tiny", "model.haed=x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "did you mean 'head'" in bad.stderr
+
+
+def test_language_blind_baseline_trains_and_ignores_the_instruction(demos, tmp_path):
+    from vla_policy.policy import Policy
+
+    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.steps=6",
+                                  "train.eval_every=6", "train.val_fraction=0.34", "model.architecture=conv_bc"])
+    Trainer(config).train()
+    policy = Policy.from_checkpoint(tmp_path / "checkpoints" / "last", device="cpu")
+    obs = random_obs()
+    red = policy.predict_chunk(obs, "pick up the red cube").actions
+    blue = policy.predict_chunk(obs, "pick up the blue cube").actions
+    assert red.shape == (config.model.chunk, 7) and torch.isfinite(torch.from_numpy(red)).all()
+    assert (red == blue).all()  # it never reads the instruction
+
+
+def test_device_resident_windows_match_the_episode(demos):
+    from vla_policy.data.windows import DemoWindows, compute_stats, load_demos
+
+    config = load_config("tiny")
+    loaded, _ = load_demos(str(demos), config.model)
+    windows = DemoWindows(loaded, compute_stats(loaded), chunk=4)
+    last = len(loaded[0].actions) - 2  # two real steps left in the first demo, then padding
+    sample = windows[last]
+    assert sample["action_mask"].tolist() == [True, True, False, False]
+    assert (sample["actions"][2:] == 0).all()
+    expected = windows.stats.normalize_actions(loaded[0].actions[last:last + 2])
+    assert torch.allclose(sample["actions"][:2], torch.from_numpy(expected).float())
+    assert (sample["future_images"] == loaded[0].images[-1]).all()  # clamped to the episode's end

@@ -163,7 +163,8 @@ def run_bench(args) -> int:
 
 # -------------------------------------------------------------------- eval
 def _eval_args(p):
-    p.add_argument("--policy", default="expert", help="policy kind: expert, or checkpoint (with --checkpoint)")
+    p.add_argument("--policy", default="expert",
+                   help="expert, checkpoint (with --checkpoint), or package.module:factory for your own policy")
     p.add_argument("--checkpoint", help="checkpoint directory (implies --policy checkpoint)")
     p.add_argument("--noise", type=float, default=0.0, help="expert: action noise std")
     p.add_argument("--task", required=True)
@@ -172,7 +173,8 @@ def _eval_args(p):
     p.add_argument("--seed", type=int, default=1_000_000, help="first episode seed (training data uses 0..)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--cameras", default="", help="comma-separated cameras (the expert needs none)")
-    p.add_argument("--out", help="directory for report.json")
+    p.add_argument("--out", help="directory for report.json, videos/ and plots")
+    p.add_argument("--videos", type=int, default=10, help="failure videos to keep (plus 3 successes)")
 
 
 @command("eval", "closed-loop evaluation over seeded episodes", _eval_args)
@@ -180,8 +182,11 @@ def run_eval(args) -> int:
     from pathlib import Path
 
     from sim.env import EnvConfig
+    from sim.tasks import get_task
+    from vla_policy.eval.report import write_report
     from vla_policy.eval.runner import evaluate
 
+    get_task(args.task)  # unknown task: clear error before any worker starts
     if args.checkpoint:
         from vla_policy.eval.runner import checkpoint_env_config
 
@@ -189,12 +194,16 @@ def run_eval(args) -> int:
         spec = {"kind": "checkpoint", "path": args.checkpoint}
     else:
         cameras = tuple(c for c in args.cameras.split(",") if c)
+        if args.out and not cameras and args.videos:
+            cameras = ("agentview", "wrist")  # videos need pictures
         config = EnvConfig(task=args.task, cameras=cameras, instructions=args.instructions)
         spec = {"kind": args.policy, "noise_std": args.noise} if args.policy == "expert" else {"kind": args.policy}
-    report = evaluate(config, spec, args.episodes, args.seed, args.workers)
+    media = Path(args.out) / ".media" if args.out and args.videos else None
+    if media is not None:
+        media.mkdir(parents=True, exist_ok=True)
+    report = evaluate(config, spec, args.episodes, args.seed, args.workers, media_dir=media)
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2))
+        write_report(report, args.out, media, failure_videos=args.videos)
     failed = [{k: r.get(k) for k in ("seed", "instruction", "steps", "error")} for r in report["episodes"] if not r["success"]]
     emit({k: v for k, v in report.items() if k not in ("episodes", "per_instruction")} | {"failed": failed})
     return 0
@@ -218,6 +227,28 @@ def run_train(args) -> int:
     result = trainer.train(until=args.until)
     if trainer.dist.main:  # under torchrun, one report
         emit(result)
+    return 0
+
+
+# ------------------------------------------------------------------ ablate
+def _ablate_args(p):
+    from vla_policy.eval.ablation import PHASES
+
+    p.add_argument("--config", required=True, help="ablation matrix YAML (see configs/ablation.yaml)")
+    p.add_argument("--phase", default="all", choices=[*PHASES, "all"],
+                   help="train, eval or table alone (e.g. train on a GPU box, evaluate where the simulator is)")
+    p.add_argument("--jobs", type=int, default=1, help="variants trained at once (each its own process)")
+
+
+@command("ablate", "train and evaluate a matrix of variants; one markdown + JSON table", _ablate_args)
+def run_ablate(args) -> int:
+    from vla_policy.eval.ablation import run
+
+    result = run(args.config, args.phase, args.jobs)
+    if result is not None:
+        from vla_policy.eval.ablation import markdown
+
+        print(markdown(result))
     return 0
 
 

@@ -45,6 +45,7 @@ class AuxLossConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    architecture: str = "vla"  # vla | conv_bc (the language-blind baseline: cameras + proprio only)
     d_model: int = 128
     heads: int = 4
     ff_mult: int = 4
@@ -81,7 +82,6 @@ class TrainConfig:
     eval_every: int = 1000
     log_every: int = 50
     seed: int = 0
-    workers: int = 0  # DataLoader workers
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,7 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "flow": {"model": {"head": "flow"}},
     "discrete": {"model": {"head": "discrete"}},
+    "conv_bc": {"model": {"architecture": "conv_bc", "world_model_weight": 0.0}},
     # Sized for a GPU: 4x the vision tokens and twice the depth of the CPU-sized default.
     "large": {"model": {"vision": {"patch_size": 8, "layers": 2}, "fusion_layers": 2, "backbone_layers": 4}},
     "tiny": {  # for tests and smoke runs

@@ -23,7 +23,6 @@ from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
 from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.text import tokenize
-from vla_policy.models.vla import VLAModel
 from vla_policy.types import ActionChunk
 
 
@@ -40,7 +39,7 @@ def pick_device(name: str = "auto") -> torch.device:
 class Policy:
     name = "vla"
 
-    def __init__(self, model: VLAModel, config: Config, stats: NormStats, dt: float = 0.05,
+    def __init__(self, model: torch.nn.Module, config: Config, stats: NormStats, dt: float = 0.05,
                  device: str = "auto", replan_every: int = 1, ensemble_decay: float = 0.1, seed: int = 0):
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()

@@ -10,7 +10,7 @@ import torch
 
 from vla_policy.config import Config, load_config, merge
 from vla_policy.data.normalize import NormStats
-from vla_policy.models.vla import VLAModel
+from vla_policy.models.build import build_model
 from vla_policy.policy import Policy
 from vla_policy.train.augment import prepare_batch
 
@@ -34,7 +34,7 @@ def _stats() -> NormStats:
 
 def inference_ms(config: Config, repeats: int, device: str) -> dict:
     torch.manual_seed(0)
-    model = VLAModel(config.model, PROPRIO_DIM)
+    model = build_model(config.model, PROPRIO_DIM)
     policy = Policy(model, config, _stats(), device=device)
     obs = _obs()
     for _ in range(3):
@@ -46,14 +46,14 @@ def inference_ms(config: Config, repeats: int, device: str) -> dict:
         times.append((time.perf_counter() - start) * 1e3)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    return {"head": config.model.head, "trainable_parameters": trainable, "frozen_parameters": frozen,
+    return {"architecture": config.model.architecture, "head": config.model.head, "trainable_parameters": trainable, "frozen_parameters": frozen,
             "chunk": config.model.chunk, "p50_ms": round(float(np.percentile(times, 50)), 2),
             "p95_ms": round(float(np.percentile(times, 95)), 2)}
 
 
 def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float:
     torch.manual_seed(0)
-    model = VLAModel(config.model, PROPRIO_DIM)
+    model = build_model(config.model, PROPRIO_DIM)
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     c, s, h = len(config.model.vision.cameras), config.model.vision.image_size, config.model.chunk
     from vla_policy.models.text import tokenize

@@ -78,33 +78,49 @@ def fingerprint(path: str) -> str:
 
 
 class DemoWindows(Dataset):
-    """Every (demo, t) as one sample; actions past the episode end are padded and masked."""
+    """Every (demo, t) as one sample; actions past the episode end are padded and masked.
 
-    def __init__(self, demos: list[Demo], stats: NormStats, chunk: int):
-        self.demos, self.stats, self.chunk = demos, stats, chunk
-        self.index = [(d, t) for d, demo in enumerate(demos) for t in range(len(demo.actions))]
+    All demos live in a few concatenated tensors (on the training device if asked), and
+    `batch(indices)` gathers a whole batch with index arithmetic: no per-sample Python, so a
+    GPU is fed at its own pace.
+    """
+
+    def __init__(self, demos: list[Demo], stats: NormStats, chunk: int, device: torch.device | str = "cpu"):
+        self.stats, self.chunk, self.device = stats, chunk, torch.device(device)
+        lengths = torch.tensor([len(d.actions) for d in demos])
+        self.images = torch.cat([d.images for d in demos]).to(self.device)  # (N, C, 3, S, S) uint8
+        self.proprio = torch.from_numpy(np.concatenate([stats.normalize_proprio(d.proprio) for d in demos])
+                                        .astype(np.float32)).to(self.device)  # (N, P)
+        self.actions = torch.from_numpy(np.concatenate([stats.normalize_actions(d.actions) for d in demos])
+                                        .astype(np.float32)).to(self.device)  # (N, A) in [-1, 1]
+        demo_of_step = torch.repeat_interleave(torch.arange(len(demos)), lengths)
+        self.episode_end = (torch.cumsum(lengths, 0)[demo_of_step]).to(self.device)  # (N,) exclusive end
+        self.text_ids = torch.stack([d.text_ids for d in demos])[demo_of_step].to(self.device)  # (N, L)
+        self.text_mask = torch.stack([d.text_mask for d in demos])[demo_of_step].to(self.device)  # (N, L)
+        self.proprio_dim = self.proprio.shape[1]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.actions)
 
     def __getitem__(self, i: int) -> dict:
-        d, t = self.index[i]
-        demo = self.demos[d]
-        length = len(demo.actions)
-        steps = np.arange(t, t + self.chunk)
-        valid = steps < length
-        actions = self.stats.normalize_actions(demo.actions[np.minimum(steps, length - 1)])
-        actions[~valid] = 0.0
-        cameras = demo.images.shape[1]
+        return {k: v[0] for k, v in self.batch(torch.tensor([i])).items()}
+
+    def batch(self, indices: torch.Tensor | list[int]) -> dict:
+        """(B,) step indices -> a batch dict on this dataset's device (images still uint8)."""
+        t = torch.as_tensor(indices, device=self.device)
+        end = self.episode_end[t]
+        steps = t[:, None] + torch.arange(self.chunk, device=self.device)  # (B, H)
+        valid = steps < end[:, None]
+        actions = self.actions[torch.minimum(steps, end[:, None] - 1)] * valid[..., None]  # (B, H, A)
         return {
-            "images": demo.images[t],  # (C, 3, S, S) uint8; the trainer scales and augments
-            "future_images": demo.images[min(t + self.chunk, length - 1)],
-            "camera_mask": torch.ones(cameras, dtype=torch.bool),
-            "text_ids": demo.text_ids,
-            "text_mask": demo.text_mask,
-            "proprio": torch.from_numpy(self.stats.normalize_proprio(demo.proprio[t]).astype(np.float32)),
-            "actions": torch.from_numpy(actions.astype(np.float32)),
-            "action_mask": torch.from_numpy(valid),
+            "images": self.images[t],  # (B, C, 3, S, S) uint8; the trainer scales and augments
+            "future_images": self.images[torch.minimum(t + self.chunk, end - 1)],
+            "camera_mask": torch.ones(len(t), self.images.shape[1], dtype=torch.bool, device=self.device),
+            "text_ids": self.text_ids[t],
+            "text_mask": self.text_mask[t],
+            "proprio": self.proprio[t],
+            "actions": actions,
+            "action_mask": valid,
         }
 
 

@@ -1,23 +1,31 @@
-"""Closed-loop evaluation over seeded episodes, in parallel worker processes.
+"""Closed-loop evaluation over seeded episodes, in this process or in parallel worker processes.
 
-`evaluate(config, policy_spec, ...)` runs any policy that `make_policy` can build
-(the scripted expert now; trained checkpoints register the same way) and returns
-a report: per episode (task, instruction, seed, success, steps, inference ms,
-acted-on object) and success rates with Wilson 95% intervals per task, skill
-and instruction. A failing episode (an exception in the policy or env) is
-reported as failed with its error; the rest of the run completes.
+`EnvRunner(config, ...).run(policy)` runs any policy: a live object with reset()/select_action()
+(in this process), or a spec dict that each worker process builds for itself:
+{"kind": "expert"}, {"kind": "checkpoint", "path": ...}, or {"kind": "package.module:factory"}
+for a user's own policy (factory(env, **rest) -> policy).
+
+It returns a report: per episode (task, instruction, seed, success, steps, inference ms,
+acted-on object) and success rates with Wilson 95% intervals per task, skill and instruction.
+An exception in the policy or env fails that episode with its error; a worker process that dies
+(segfault, OOM kill) fails the episode it was running, and the rest of the run completes.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing as mp
+import os
 import time
 import traceback
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,11 +47,11 @@ def _expert(env: SimEnv, noise_std: float = 0.0):
 
 
 @register_policy("checkpoint")
-def _checkpoint(env: SimEnv, path: str, device: str = "cpu"):
+def _checkpoint(env: SimEnv, path: str, device: str = "cpu", **policy_kwargs):
     from vla_policy.policy import Policy
 
     torch.set_num_threads(1)  # one thread per worker process: workers scale, threads fight
-    return Policy.from_checkpoint(path, device=device)
+    return Policy.from_checkpoint(path, device=device, **policy_kwargs)
 
 
 def checkpoint_env_config(path: str, task: str, instructions: str) -> EnvConfig:
@@ -57,7 +65,13 @@ def checkpoint_env_config(path: str, task: str, instructions: str) -> EnvConfig:
 
 
 def make_policy(env: SimEnv, spec: dict):
-    return POLICIES.get(spec.get("kind"))(env, **{k: v for k, v in spec.items() if k != "kind"})
+    kind = str(spec.get("kind"))
+    if ":" in kind:  # "package.module:factory", a user's own policy
+        module, _, name = kind.partition(":")
+        factory = getattr(importlib.import_module(module), name)
+    else:
+        factory = POLICIES.get(kind)
+    return factory(env, **{k: v for k, v in spec.items() if k != "kind"})
 
 
 class _TimedPolicy:
@@ -76,46 +90,133 @@ class _TimedPolicy:
         return action
 
 
-def _init(config: EnvConfig, spec: dict) -> None:
-    _worker["env"] = SimEnv(config)
-    _worker["policy"] = make_policy(_worker["env"], spec)
-
-
-def _episode(seed: int) -> dict:
-    env, policy = _worker["env"], _TimedPolicy(_worker["policy"])
+def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) -> dict:
+    """One seeded episode of `policy` as a report record; with `media_dir`, also its video and
+    action trace (<media_dir>/seed_<seed>.mp4 / .npy)."""
+    timed = _TimedPolicy(policy)
     record = {"task": env.config.task, "seed": seed, "success": False, "steps": 0, "error": None}
+    frames: list[np.ndarray] = []
+    keep = None
+    if media_dir is not None and env.config.cameras:
+        keys = [f"{c}_image" for c in env.config.cameras]
+
+        def keep(obs: dict) -> None:
+            frames.append(np.concatenate([obs[k] for k in keys], axis=1))
+
     try:
-        ep = rollout(env, policy, seed=seed, record_obs=False)
+        ep = rollout(env, timed, seed=seed, record_obs=False, frame_callback=keep)
         goal = ep.goal
         acted = env.task.acted_object(env, env.start_positions)
         record.update(instruction=ep.instruction, skill=goal.get("skill"), target=goal.get("target"),
                       success=ep.success, steps=len(ep), acted_object=acted,
                       acted_on_named=acted == goal.get("target"), clipped_actions=ep.clipped_actions)
+        if media_dir is not None:
+            np.save(Path(media_dir) / f"seed_{seed}.npy", ep.actions)
     except Exception as err:  # noqa: BLE001 - reported per episode, never lost
         record.update(instruction=env.instruction, error=f"{type(err).__name__}: {err}",
                       traceback=traceback.format_exc(limit=5))
-    ms = sorted(policy.ms)
+    if frames:
+        from vla_policy.eval.video import write_video
+
+        write_video(Path(media_dir) / f"seed_{seed}.mp4", frames, fps=env.config.control_freq)
+    ms = sorted(timed.ms)
     record["inference_ms_p50"] = round(ms[len(ms) // 2], 3) if ms else None
     return record
 
 
-def evaluate(config: EnvConfig, policy_spec: dict, episodes: int, seed: int = 1_000_000, workers: int = 1) -> dict:
-    """Run `episodes` seeded episodes (seed, seed+1, ...) and summarise them."""
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    seeds = [seed + i for i in range(episodes)]
-    start = time.perf_counter()
-    desc = f"eval {policy_spec.get('kind')} on {config.task}"
-    if workers <= 1:
-        _init(config, policy_spec)
-        records = [_episode(s) for s in tqdm(seeds, desc=desc, unit="ep")]
-        _worker["env"].close()
-    else:
+# ------------------------------------------------------------ worker side
+def _init(config: EnvConfig, spec: dict, started) -> None:
+    _worker["env"] = SimEnv(config)
+    _worker["policy"] = make_policy(_worker["env"], spec)
+    _worker["started"] = started
+
+
+def _worker_episode(seed: int, media_dir: str | None) -> dict:
+    _worker["started"][seed] = os.getpid()
+    return run_episode(_worker["env"], _worker["policy"], seed, media_dir)
+
+
+def _crashed(config: EnvConfig, seed: int, why: str) -> dict:
+    return {"task": config.task, "seed": seed, "success": False, "steps": 0, "inference_ms_p50": None,
+            "error": f"WorkerCrashed: {why}"}
+
+
+class EnvRunner:
+    """Seeded closed-loop episodes (seed, seed + 1, ...) of one env config, summarised."""
+
+    def __init__(self, config: EnvConfig, episodes: int, seed: int = 1_000_000, workers: int = 1,
+                 media_dir: str | Path | None = None):
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.config, self.workers = config, workers
+        self.seeds = [seed + i for i in range(episodes)]
+        self.media_dir = None if media_dir is None else str(media_dir)
+
+    def run(self, policy) -> dict:
+        """`policy`: a spec dict (built in each worker) or a live policy object (run here)."""
+        start = time.perf_counter()
+        if not isinstance(policy, dict):
+            with SimEnv(self.config) as env:
+                records = [run_episode(env, policy, s, self.media_dir) for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")]
+            return summarize(records, self.config, {"kind": type(policy).__name__}, time.perf_counter() - start, 1)
+        if ":" not in str(policy.get("kind")):
+            POLICIES.get(policy.get("kind"))  # a typo fails here, not in every worker
+        if self.workers == 1:
+            _init(self.config, policy, {})
+            try:
+                records = [_worker_episode(s, self.media_dir) for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")]
+            finally:
+                _worker.pop("env").close()
+        else:
+            records = self._in_workers(policy)
+        return summarize(records, self.config, policy, time.perf_counter() - start, self.workers)
+
+    def _desc(self, policy) -> str:
+        kind = policy.get("kind") if isinstance(policy, dict) else type(policy).__name__
+        return f"eval {kind} on {self.config.task}"
+
+    def _in_workers(self, spec: dict) -> list[dict]:
+        """Episodes in spawned worker processes; a process that dies costs only its own episode."""
+        records: dict[int, dict] = {}
+        bar = tqdm(total=len(self.seeds), desc=self._desc(spec), unit="ep")
+        with mp.get_context("spawn").Manager() as manager:
+            queue = list(self.seeds)
+            while queue:
+                broken, running = self._pass(spec, queue, self.workers, records, manager, bar)
+                if broken and not running:  # died before any episode started: the policy cannot load
+                    for seed in queue:
+                        records.setdefault(seed, _crashed(self.config, seed, "the worker process died while starting"))
+                # Each episode that was running when a worker died is re-run alone; dying again convicts it.
+                for seed in running:
+                    if self._pass(spec, [seed], 1, records, manager, bar)[0]:
+                        records[seed] = _crashed(self.config, seed, "the worker process died during this episode")
+                        bar.update(1)
+                queue = [s for s in self.seeds if s not in records]
+        bar.close()
+        return [records[s] for s in self.seeds]
+
+    def _pass(self, spec: dict, seeds: list[int], workers: int, records: dict, manager, bar) -> tuple[bool, list[int]]:
+        """Run `seeds` in a fresh pool, filling `records`; -> (pool broke, seeds that started but did not finish)."""
+        started = manager.dict()
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(config, policy_spec)) as pool:
-            records = list(tqdm(pool.map(_episode, seeds), total=episodes, desc=desc, unit="ep"))
-    elapsed = time.perf_counter() - start
-    return summarize(records, config, policy_spec, elapsed, workers)
+        broken = False
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(self.config, spec, started)) as pool:
+            futures = {pool.submit(_worker_episode, s, self.media_dir): s for s in seeds}
+            for fut in as_completed(futures):
+                try:
+                    records[futures[fut]] = fut.result()
+                    bar.update(1)
+                except BrokenProcessPool:
+                    broken = True
+        return broken, [s for s in seeds if s in started and s not in records]
+
+
+def evaluate(config: EnvConfig, policy_spec: dict, episodes: int, seed: int = 1_000_000, workers: int = 1,
+             media_dir: str | Path | None = None) -> dict:
+    """Run `episodes` seeded episodes (seed, seed+1, ...) of a policy spec in worker processes."""
+    return EnvRunner(config, episodes, seed, workers, media_dir).run(policy_spec)
 
 
 def _group_rates(records: list[dict], key: str) -> dict:
@@ -141,3 +242,4 @@ def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed
         "episodes_per_s": round(len(records) / elapsed, 3),
         "episodes": records,
     }
+

@@ -140,7 +140,8 @@ class TextEncoder(nn.Module):
         keys = [row.cpu().numpy().tobytes() for row in ids]
         todo = [i for i, k in enumerate(keys) if k not in self._features]
         if todo:
-            fresh = self.backbone(ids[todo], mask[todo])
+            with torch.autocast(ids.device.type, enabled=False):  # cached features are exact fp32 everywhere
+                fresh = self.backbone(ids[todo], mask[todo])
             for i, feats in zip(todo, fresh):
                 if len(self._features) < 10_000:
                     self._features[keys[i]] = feats

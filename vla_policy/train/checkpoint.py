@@ -118,10 +118,10 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where
 
 def load_checkpoint(path: str | Path):
     """-> (model in eval mode with EMA weights, config, stats, meta). Executes no stored code."""
-    from vla_policy.models.vla import VLAModel
+    from vla_policy.models.build import build_model
 
     config, stats, meta = read_checkpoint_meta(path)
-    model = VLAModel(config.model, proprio_dim=int(meta["proprio_dim"]))
+    model = build_model(config.model, int(meta["proprio_dim"]))
     load_weights(model, load_file(str(Path(path) / "model.safetensors")), f"{path}/model.safetensors")
     return model.eval(), config, stats, meta
 

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from vla_policy.config import Config, save_yaml, to_dict
 from vla_policy.data.windows import DemoWindows, compute_stats, fingerprint, load_demos
-from vla_policy.models.vla import VLAModel
+from vla_policy.models.build import build_model
 from vla_policy.policy import pick_device
 from vla_policy.train.augment import prepare_batch
 from vla_policy.train.checkpoint import (
@@ -84,10 +84,11 @@ class Trainer:
         demos, self.env_args = load_demos(t.dataset, config.model)
         train_ids, val_ids = split_demos(len(demos), t.val_fraction, t.seed)
         self.stats = compute_stats([demos[i] for i in train_ids])
-        self.train_set = DemoWindows([demos[i] for i in train_ids], self.stats, config.model.chunk)
-        self.val_set = DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk) if val_ids else None
+        self.train_set = DemoWindows([demos[i] for i in train_ids], self.stats, config.model.chunk, self.device)
+        self.val_set = DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk, self.device) if val_ids else None
+        del demos
         self.fingerprint = fingerprint(t.dataset)
-        self.model = VLAModel(config.model, proprio_dim=self.train_set[0]["proprio"].shape[0]).to(self.device)
+        self.model = build_model(config.model, self.train_set.proprio_dim).to(self.device)
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
         decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim < 2]
@@ -96,6 +97,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))
         self.sampler = DistributedSampler(self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=t.seed)
         self.step, self.epoch, self.offset, self.best = 0, 0, 0, float("inf")
+        self.train_seconds = 0.0  # wall time spent in train(), summed over resumes
         if resume:
             self._resume()
         self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
@@ -115,7 +117,10 @@ class Trainer:
         load_weights(self.ema.module, load_file(str(path / "model.safetensors")), str(path))
         self.ema.n_averaged.fill_(meta["ema_n_averaged"])
         self.step, self.epoch, self.offset, self.best = meta["step"], meta["epoch"], meta["offset"], meta["best"]
+        self.train_seconds = meta.get("train_seconds", 0.0)
         torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
 
     # ------------------------------------------------------------------ loop
@@ -131,7 +136,7 @@ class Trainer:
             for b in range(self.offset, per_epoch):
                 idx = order[b * t.batch_size : (b + 1) * t.batch_size]
                 self.offset = b + 1  # consumed once yielded: a checkpoint after this step resumes after it
-                yield b, torch.utils.data.default_collate([self.train_set[i] for i in idx])
+                yield b, self.train_set.batch(idx)
             self.epoch, self.offset = self.epoch + 1, 0
 
     def train(self, until: int | None = None) -> dict:
@@ -144,6 +149,7 @@ class Trainer:
         log = open(self.out / "metrics.jsonl", "a") if self.dist.main else None
         bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", disable=not self.dist.main)
         start, samples, last = time.perf_counter(), 0, {}
+        self._clock = (start, self.train_seconds)
         batches = self.batches()
         while self.step < stop:
             _, raw = next(batches)
@@ -186,13 +192,12 @@ class Trainer:
         if self.val_set is None or len(self.val_set) == 0:
             return {}
         model = self.ema.module.eval()
-        loader = DataLoader(self.val_set, batch_size=self.config.train.batch_size, shuffle=False)
+        size = self.config.train.batch_size
         totals: dict[str, float] = {}
         count = 0
         gen = torch.Generator(device=self.device).manual_seed(0)
-        for i, raw in enumerate(loader):
-            if i >= max_batches:
-                break
+        for start in range(0, min(len(self.val_set), max_batches * size), size):
+            raw = self.val_set.batch(torch.arange(start, min(start + size, len(self.val_set))))
             batch = prepare_batch(raw, False, 0.0, self.device)
             losses = {f"val_{k}": float(v) for k, v in model.compute_loss(batch).items()}
             pred = model.sample_actions(batch, gen)
@@ -223,11 +228,15 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "offset": self.offset, "best": self.best,
             "metrics": metrics, "dataset": str(self.config.train.dataset), "dataset_fingerprint": self.fingerprint,
             "env_args": self.env_args, "dt": 1.0 / self.env_args["env_kwargs"].get("control_freq", 20),
-            "proprio_dim": int(self.train_set[0]["proprio"].shape[0]),
+            "proprio_dim": int(self.train_set.proprio_dim),
             "ema_n_averaged": int(self.ema.n_averaged.item()),
+            "train_seconds": round(self._clock[1] + time.perf_counter() - self._clock[0], 1),
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "parameters": sum(v.numel() for v in trainable_state(self.model).values()),
         }
         rng = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(self.ckpt_dir / name, ema_model=self.ema.module, model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, config=self.config, stats=self.stats, meta=meta, rng=rng)
 

@@ -1,0 +1,218 @@
+"""`vla ablate`: train and evaluate a matrix of model variants on the same data, budget and seeds,
+and write one table (markdown + JSON + PNG).
+
+A matrix file names the dataset, the task, a base preset, the shared training budget, the shared
+evaluation, the axes to cross and extra baselines:
+
+    dataset: data/tabletop_1200.hdf5
+    task: tabletop
+    out: runs/ablation
+    base: default
+    train: {steps: 4000, batch_size: 128}
+    eval: {episodes: 30, seed: 3000000, workers: 2, instructions: train}
+    axes:
+      model.head: [flow, discrete]
+      model.fusion: [early, cross, gated]
+      model.world_model_weight: [0.1, 0.0]
+    baselines:
+      conv_bc: {model.architecture: conv_bc, model.world_model_weight: 0.0}
+
+Phases can run on different machines (train where the GPU is, evaluate where the simulator is);
+each phase skips the variants it has already finished, so an interrupted run continues.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from vla_policy.config import load_config
+from vla_policy.eval.metrics import rate_summary
+
+PHASES = ("train", "eval", "table")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: dict[str, object]  # dotted key -> value
+
+
+@dataclass(frozen=True)
+class Matrix:
+    dataset: str
+    task: str
+    out: Path
+    base: str
+    train: dict
+    eval: dict
+    variants: tuple[Variant, ...]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Matrix":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        missing = [k for k in ("dataset", "task", "axes") if k not in data]
+        if missing:
+            raise ValueError(f"{path}: the ablation matrix needs {missing}")
+        axes: dict[str, list] = data["axes"]
+        variants = []
+        for values in itertools.product(*axes.values()):
+            overrides = dict(zip(axes, values))
+            variants.append(Variant("__".join(f"{k.split('.')[-1]}-{v}" for k, v in overrides.items()), overrides))
+        for name, overrides in (data.get("baselines") or {}).items():
+            variants.append(Variant(name, dict(overrides)))
+        matrix = cls(str(data["dataset"]), str(data["task"]), Path(data.get("out", "runs/ablation")),
+                     str(data.get("base", "default")), dict(data.get("train") or {}), dict(data.get("eval") or {}),
+                     tuple(variants))
+        for v in matrix.variants:  # fail on a bad key now, not after hours of training
+            load_config(matrix.base, matrix.train_overrides(v))
+        return matrix
+
+    def run_dir(self, v: Variant) -> Path:
+        return self.out / v.name
+
+    def checkpoint(self, v: Variant) -> Path:
+        return self.run_dir(v) / "checkpoints" / "last"
+
+    def train_overrides(self, v: Variant) -> list[str]:
+        shared = [f"train.{k}={_yaml_scalar(val)}" for k, val in self.train.items()]
+        own = [f"{k}={_yaml_scalar(val)}" for k, val in v.overrides.items()]
+        return [f"train.dataset={self.dataset}", f"train.out={self.run_dir(v)}", *shared, *own]
+
+
+def _yaml_scalar(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _trained_steps(matrix: Matrix, v: Variant) -> int:
+    meta = matrix.checkpoint(v) / "meta.json"
+    return json.loads(meta.read_text())["step"] if meta.exists() else 0
+
+
+# ------------------------------------------------------------------- train
+def train_all(matrix: Matrix, jobs: int = 1) -> None:
+    """Train every unfinished variant, `jobs` at a time, each in its own `vla train` process."""
+    queue = []
+    for v in matrix.variants:
+        steps = load_config(matrix.base, matrix.train_overrides(v)).train.steps
+        done = _trained_steps(matrix, v)
+        if done >= steps:
+            print(f"[ablate] {v.name}: trained ({done} steps)")
+            continue
+        cmd = [sys.executable, "-m", "vla_policy.cli", "train", "--config", matrix.base,
+               *(["--resume"] if done else []), *matrix.train_overrides(v)]
+        queue.append((v, cmd))
+    running: list[tuple[Variant, subprocess.Popen]] = []
+    failed = []
+    while queue or running:
+        while queue and len(running) < max(1, jobs):
+            v, cmd = queue.pop(0)
+            matrix.run_dir(v).mkdir(parents=True, exist_ok=True)
+            log = open(matrix.run_dir(v) / "train.log", "a")
+            print(f"[ablate] {v.name}: training")
+            running.append((v, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(2)
+        for v, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((v, proc))
+                print(f"[ablate] {v.name}: {'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}")
+                if proc.returncode:
+                    failed.append(v.name)
+    if failed:
+        raise RuntimeError(f"training failed for {failed}; see <out>/<variant>/train.log")
+
+
+# -------------------------------------------------------------------- eval
+def eval_all(matrix: Matrix) -> None:
+    from vla_policy.eval.report import write_report
+    from vla_policy.eval.runner import checkpoint_env_config, evaluate
+
+    e = matrix.eval
+    for v in matrix.variants:
+        out = matrix.run_dir(v) / "eval"
+        if (out / "report.json").exists():
+            print(f"[ablate] {v.name}: evaluated")
+            continue
+        if not (matrix.checkpoint(v) / "meta.json").exists():
+            raise FileNotFoundError(f"{v.name} has no checkpoint at {matrix.checkpoint(v)}; run the train phase first")
+        config = checkpoint_env_config(str(matrix.checkpoint(v)), matrix.task, e.get("instructions", "train"))
+        report = evaluate(config, {"kind": "checkpoint", "path": str(matrix.checkpoint(v))},
+                          int(e.get("episodes", 30)), int(e.get("seed", 3_000_000)), int(e.get("workers", 1)))
+        write_report(report, out)
+        print(f"[ablate] {v.name}: {report['overall']['successes']}/{report['overall']['episodes']}")
+
+
+# ------------------------------------------------------------------- table
+def table(matrix: Matrix) -> dict:
+    rows = []
+    for v in matrix.variants:
+        meta = json.loads((matrix.checkpoint(v) / "meta.json").read_text())
+        report = json.loads((matrix.run_dir(v) / "eval" / "report.json").read_text())
+        ms = sorted(r["inference_ms_p50"] for r in report["episodes"] if r.get("inference_ms_p50") is not None)
+        rows.append({
+            "variant": v.name, **{k: val for k, val in v.overrides.items()},
+            "success": report["overall"], "named_object": report["named_object"],
+            "inference_ms_p50": ms[len(ms) // 2] if ms else None,
+            "parameters": meta["parameters"], "train_seconds": meta.get("train_seconds"),
+            "train_device": meta.get("device"), "steps": meta["step"],
+        })
+    result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
+              "eval": matrix.eval, "rows": rows}
+    matrix.out.mkdir(parents=True, exist_ok=True)
+    (matrix.out / "ablation.json").write_text(json.dumps(result, indent=2))
+    (matrix.out / "ablation.md").write_text(markdown(result))
+    plot(result, matrix.out / "ablation.png")
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = ["| variant | success | 95% CI | named object | inference ms (p50/step) | params | train s | device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["rows"]:
+        s, n = r["success"], r["named_object"]
+        lines.append(f"| {r['variant']} | {s['successes']}/{s['episodes']} ({s['rate']:.0%}) | "
+                     f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {n['rate']:.0%} | "
+                     f"{r['inference_ms_p50']} | {r['parameters']:,} | {r['train_seconds']} | {r['train_device']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    rates = [r["success"]["rate"] for r in rows]
+    low = [r["success"]["rate"] - r["success"]["wilson95"][0] for r in rows]
+    high = [r["success"]["wilson95"][1] - r["success"]["rate"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
+    ax.bar(range(len(rows)), rates, yerr=[low, high], capsize=3, color="tab:blue")
+    ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("closed-loop success (Wilson 95%)")
+    ax.set_title(f"ablation on {result['task']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(path: str | Path, phase: str = "all", jobs: int = 1) -> dict | None:
+    matrix = Matrix.load(path)
+    if phase in ("train", "all"):
+        train_all(matrix, jobs)
+    if phase in ("eval", "all"):
+        eval_all(matrix)
+    if phase in ("table", "all"):
+        return table(matrix)
+    return None
+
+
+__all__ = ["Matrix", "PHASES", "Variant", "run"]

@@ -1,0 +1,90 @@
+"""What `vla eval --out DIR` leaves behind: report.json, videos of a few successes and of the
+failures (up to a cap), and PNG plots (success per skill and instruction, action traces)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+
+
+def write_report(report: dict, out: str | Path, media_dir: str | Path | None = None,
+                 failure_videos: int = 10, success_videos: int = 3) -> Path:
+    """Write DIR/report.json; from `media_dir` (per-episode mp4 + npy written by the runner) keep
+    the first `success_videos` successes and `failure_videos` failures in DIR/videos, plot, and
+    delete the rest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    plot_success(report, out / "success.png")
+    if media_dir is None or not Path(media_dir).exists():
+        return out
+    media = Path(media_dir)
+    episodes = report["episodes"]
+    kept = [r for r in episodes if r["success"]][:success_videos] + [r for r in episodes if not r["success"]][:failure_videos]
+    videos = out / "videos"
+    videos.mkdir(exist_ok=True)
+    for r in kept:
+        source = media / f"seed_{r['seed']}.mp4"
+        if source.exists():
+            label = "success" if r["success"] else "failure"
+            shutil.copy(source, videos / f"{label}_seed_{r['seed']}.mp4")
+    traced = [r for r in ([next((r for r in episodes if r["success"]), None), next((r for r in episodes if not r["success"]), None)])
+              if r is not None and (media / f"seed_{r['seed']}.npy").exists()]
+    if traced:
+        plot_actions({f"seed {r['seed']} ({'success' if r['success'] else 'failure'}): {r.get('instruction', '')}":
+                      np.load(media / f"seed_{r['seed']}.npy") for r in traced}, out / "actions.png")
+    shutil.rmtree(media, ignore_errors=True)
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_success(report: dict, path: Path) -> None:
+    """Success rate with Wilson 95% intervals per skill (left) and per instruction (right)."""
+    plt = _pyplot()
+    groups = [("skill", report["per_skill"]), ("instruction", report["per_instruction"])]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 3]})
+    for ax, (label, rates) in zip(axes, groups):
+        names = list(rates)
+        values = [rates[n]["rate"] for n in names]
+        err = [[rates[n]["rate"] - rates[n]["wilson95"][0] for n in names],
+               [rates[n]["wilson95"][1] - rates[n]["rate"] for n in names]]
+        ax.bar(range(len(names)), values, yerr=err, capsize=2, color="tab:green")
+        ax.set_xticks(range(len(names)), [f"{n} (n={rates[n]['episodes']})" for n in names],
+                      rotation=60, ha="right", fontsize=6 if label == "instruction" else 8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"success per {label}")
+    overall = report["overall"]
+    fig.suptitle(f"{report['task']} ({report['instructions']} instructions): {overall['successes']}/"
+                 f"{overall['episodes']} = {overall['rate']:.0%}, 95% CI {overall['wilson95']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_actions(traces: dict[str, np.ndarray], path: Path) -> None:
+    """One panel per episode: the 7 action dimensions over time."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(traces), 1, figsize=(10, 3 * len(traces)), squeeze=False)
+    for ax, (title, actions) in zip(axes[:, 0], traces.items()):
+        for i, name in enumerate(ACTION_NAMES[: actions.shape[1]]):
+            ax.plot(actions[:, i], label=name, lw=1)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("control step")
+        ax.set_ylim(-1.05, 1.05)
+        ax.legend(fontsize=6, ncol=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

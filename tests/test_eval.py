@@ -94,3 +94,32 @@ def test_eval_cli_writes_report_videos_and_plots(tmp_path, vla_cmd):
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["success_seed_1000000.mp4", "success_seed_1000001.mp4"]
     assert (out / "success.png").stat().st_size > 0 and (out / "actions.png").stat().st_size > 0
     assert not (out / ".media").exists()
+
+
+def test_reruns_are_exact(tmp_path):
+    """The same checkpoint, task and seed give the same actions and outcome, run after run."""
+    import dataclasses
+
+    import numpy as np
+
+    from vla_policy.config import load_config
+    from vla_policy.data.collect import collect
+    from vla_policy.eval.runner import checkpoint_env_config
+    from vla_policy.train.trainer import Trainer
+
+    demos = tmp_path / "pick.hdf5"
+    collect("pick", 2, demos, config=EnvConfig(task="pick", image_size=32))
+    Trainer(load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", "train.steps=2",
+                                 "train.val_fraction=0"])).train()
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last")
+    config = dataclasses.replace(checkpoint_env_config(ckpt, "pick", "train"), horizon=60)
+    runs = []
+    for i in range(2):
+        media = tmp_path / f"media{i}"
+        media.mkdir()
+        report = evaluate(config, {"kind": "checkpoint", "path": ckpt}, episodes=2, seed=5_000_000, workers=2, media_dir=media)
+        runs.append(([(r["success"], r["steps"], r["instruction"]) for r in report["episodes"]],
+                     [np.load(media / f"seed_{s}.npy") for s in (5_000_000, 5_000_001)]))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        assert np.array_equal(a, b)

@@ -73,3 +73,20 @@ def test_bad_inputs_are_clear_errors(policy, change, message):
 def test_unknown_device_is_clear():
     with pytest.raises(ValueError, match="unknown device"):
         Policy(VLAModel(tiny_model_config(), PROPRIO_DIM), load_config("tiny"), STATS, device="tpu")
+
+
+@pytest.mark.parametrize("ensemble_gripper", [False, True])
+def test_arm_is_blended_and_gripper_comes_from_the_newest_chunk(policy, monkeypatch, ensemble_gripper):
+    from vla_policy.types import ActionChunk
+
+    chunks = iter([np.full((4, 7), 0.5), np.full((4, 7), -0.5)])
+    monkeypatch.setattr(policy, "predict_chunk",
+                        lambda obs, instruction=None: ActionChunk(next(chunks), 0.05, start_step=policy.step))
+    monkeypatch.setattr(policy, "ensemble_gripper", ensemble_gripper)
+    policy.reset()
+    policy.select_action(_obs())
+    action = policy.select_action(_obs())  # old chunk says +0.5, new chunk says -0.5
+    w_old, w_new = 1.0, np.exp(-policy.ensemble_decay)
+    blend = (0.5 * w_old - 0.5 * w_new) / (w_old + w_new)
+    assert np.allclose(action[:6], blend)
+    assert action[6] == pytest.approx(blend if ensemble_gripper else -0.5)

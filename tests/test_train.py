@@ -17,6 +17,7 @@ from vla_policy.config import load_config
 from vla_policy.data.collect import collect
 from vla_policy.models.vla import VLAModel
 from vla_policy.train.checkpoint import CheckpointError, load_checkpoint
+from vla_policy.train.augment import prepare_batch
 from vla_policy.train.trainer import Trainer
 
 
@@ -153,3 +154,46 @@ def test_device_resident_windows_match_the_episode(demos):
     expected = windows.stats.normalize_actions(loaded[0].actions[last:last + 2])
     assert torch.allclose(sample["actions"][:2], torch.from_numpy(expected).float())
     assert (sample["future_images"] == loaded[0].images[-1]).all()  # clamped to the episode's end
+
+
+def test_object_position_targets_come_from_object_state(demos, tmp_path):
+    from vla_policy.data.hdf5_dataset import open_dataset
+
+    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.val_fraction=0",
+                                  "model.aux.object_position=1.0", "model.aux.objects=4"])
+    trainer = Trainer(config)
+    batch = trainer.train_set.batch(torch.arange(3))
+    with open_dataset(demos) as f:
+        obs = f["data"]["demo_0"]["obs"]
+        state, eef = obs["object_state"][:3], obs["eef_pos"][:3]
+    expected = (state.reshape(3, 4, 7)[:, :, :3] - eef[:, None]) * 10
+    assert torch.allclose(batch["object_position"], torch.from_numpy(expected.reshape(3, 12)).float(), atol=1e-5)
+    losses = trainer.model.compute_loss(prepare_batch(batch, False, 0.0, trainer.device))
+    assert "object_position" in losses and torch.isfinite(losses["object_position"])
+
+
+def test_object_position_head_fits_a_batch():
+    model = VLAModel(tiny_model_config(aux={"object_position": 1.0, "objects": 2}, world_model_weight=0.0), PROPRIO_DIM)
+    batch = random_batch(model.config, batch=4)
+    batch["object_position"] = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = model.compute_loss(batch)["object_position"]
+        first = first if first is not None else loss.item()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert float(loss) < 0.2 * first
+
+
+def test_init_from_fine_tunes_and_keeps_new_heads(demos, tmp_path):
+    Trainer(_config(demos, tmp_path / "base")).train()
+    base, _, _, _ = load_checkpoint(tmp_path / "base" / "checkpoints" / "last")
+    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'tuned'}", "train.steps=1",
+                                  f"train.init_from={tmp_path / 'base' / 'checkpoints' / 'last'}",
+                                  "model.aux.object_position=1.0"])
+    trainer = Trainer(config)
+    assert torch.equal(trainer.model.vision.position, base.vision.position)
+    assert torch.equal(trainer.ema.module.vision.position, base.vision.position)
+    assert hasattr(trainer.model, "object_queries")

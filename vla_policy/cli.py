@@ -175,6 +175,8 @@ def _eval_args(p):
     p.add_argument("--cameras", default="", help="comma-separated cameras (the expert needs none)")
     p.add_argument("--out", help="directory for report.json, videos/ and plots")
     p.add_argument("--videos", type=int, default=10, help="failure videos to keep (plus 3 successes)")
+    p.add_argument("--policy-args", default="{}",
+                   help='JSON keyword arguments for the policy, e.g. \'{"replan_every": 4, "ensemble_gripper": true}\'')
 
 
 @command("eval", "closed-loop evaluation over seeded episodes", _eval_args)
@@ -198,6 +200,10 @@ def run_eval(args) -> int:
             cameras = ("agentview", "wrist")  # videos need pictures
         config = EnvConfig(task=args.task, cameras=cameras, instructions=args.instructions)
         spec = {"kind": args.policy, "noise_std": args.noise} if args.policy == "expert" else {"kind": args.policy}
+    extra = json.loads(args.policy_args)
+    if not isinstance(extra, dict):
+        raise ValueError(f"--policy-args must be a JSON object, got {args.policy_args!r}")
+    spec.update(extra)
     media = Path(args.out) / ".media" if args.out and args.videos else None
     if media is not None:
         media.mkdir(parents=True, exist_ok=True)
@@ -254,17 +260,21 @@ def run_ablate(args) -> int:
 
 # -------------------------------------------------------------------- demo
 def _demo_args(p):
-    p.add_argument("--task", default="tabletop")
+    p.add_argument("--task", help="task to run (default: the checkpoint's own task)")
     p.add_argument("--episodes", type=int, default=3)
     p.add_argument("--seed", type=int, default=1_000_000, help="first episode seed (training data uses 0..)")
     p.add_argument("--out", default="runs/demo")
+    p.add_argument("--policy", default="checkpoint", choices=["checkpoint", "expert"])
+    p.add_argument("--checkpoint", help="checkpoint directory (default: the shipped checkpoints/default)")
 
 
-@command("demo", "run the demo policy closed-loop and write a video", _demo_args)
+@command("demo", "run the shipped policy closed-loop and write a video", _demo_args)
 def run_demo(args) -> int:
+    from vla_policy.eval.demo import SHIPPED_CHECKPOINT
     from vla_policy.eval.demo import run_demo as demo
 
-    return demo(args.task, args.episodes, args.seed, args.out)
+    return demo(args.task, args.episodes, args.seed, args.out, args.policy, args.checkpoint or SHIPPED_CHECKPOINT)
+
 
 
 # -------------------------------------------------------------------- main

@@ -41,6 +41,11 @@ class AuxLossConfig:
     align_uniform: float = 0.0  # alignment + uniformity on the hypersphere
     masked: float = 0.0  # masked multimodal modelling of vision patches
     sinkhorn: float = 0.0  # optimal-transport alignment of patches and words
+    # Privileged supervision at training time only: predict where each task object is relative to
+    # the gripper (from the dataset's `object_state`) out of the fused context. Teaches the encoders
+    # to localise the cubes; inference needs no object state.
+    object_position: float = 0.0
+    objects: int = 4  # objects in the dataset's object_state (7 numbers each: position + quaternion)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class TrainConfig:
     eval_every: int = 1000
     log_every: int = 50
     seed: int = 0
+    init_from: str = ""  # a checkpoint directory whose weights start this run (fine-tuning; new heads keep their init)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,12 @@ class Policy:
     name = "vla"
 
     def __init__(self, model: torch.nn.Module, config: Config, stats: NormStats, dt: float = 0.05,
-                 device: str = "auto", replan_every: int = 1, ensemble_decay: float = 0.1, seed: int = 0):
+                 device: str = "auto", replan_every: int = 1, ensemble_decay: float = 0.1, seed: int = 0,
+                 ensemble_gripper: bool = False):
+        """`replan_every`: control steps between new chunks. `ensemble_decay`: ACT's m (older chunks
+        weigh exp(-m * age_rank)). The gripper is binary in the demonstrations, so by default it is
+        not blended (a blend hovers half-open at a grasp): it comes from the newest chunk."""
+        self.ensemble_gripper = ensemble_gripper
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config, self.stats, self.dt = config, stats, dt
@@ -122,8 +127,10 @@ class Policy:
             self.chunks.append(self.predict_chunk(obs))
         while self.chunks and self.chunks[0].start_step + len(self.chunks[0]) <= self.step:
             self.chunks.popleft()
-        preds = np.stack([c.actions[self.step - c.start_step] for c in self.chunks])  # oldest first
+        preds = np.stack([c.actions[self.step - c.start_step] for c in self.chunks])  # (K, A) oldest first
         weights = np.exp(-self.ensemble_decay * np.arange(len(preds)))
         action = (weights[:, None] * preds).sum(0) / weights.sum()
+        if not self.ensemble_gripper:
+            action[-1] = preds[-1, -1]
         self.step += 1
         return np.clip(action, -1.0, 1.0)

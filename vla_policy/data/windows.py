@@ -37,6 +37,16 @@ class Demo:
     text_ids: torch.Tensor  # (L,)
     text_mask: torch.Tensor  # (L,)
     instruction: str
+    object_position: np.ndarray | None = None  # (T, 3K) objects relative to the gripper, decimetres
+
+
+def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int) -> np.ndarray:
+    """(T, 7K) object_state (position + quaternion each) and (T, 3) eef_pos -> (T, 3K) float32
+    positions relative to the gripper in decimetres (the auxiliary target; about unit scale)."""
+    if object_state.shape[-1] != 7 * objects:
+        raise DatasetError(f"object_state has {object_state.shape[-1]} numbers; aux.objects={objects} needs {7 * objects}")
+    positions = object_state.reshape(len(object_state), objects, 7)[:, :, :3] - eef_pos[:, None]
+    return (positions * 10.0).reshape(len(object_state), -1).astype(np.float32)
 
 
 def load_demos(path: str, config: ModelConfig, indices: list[int] | None = None) -> tuple[list[Demo], dict]:
@@ -59,9 +69,14 @@ def load_demos(path: str, config: ModelConfig, indices: list[int] | None = None)
                                   for k in keys], dim=1)
             text = str(group.attrs["instruction"])
             ids, mask = tokenize([text], config.text.max_tokens)
+            objects = None
+            if config.aux.object_position:
+                if "object_state" not in obs:
+                    raise DatasetError(f"{path}: data/{name}/obs has no object_state, which aux.object_position needs")
+                objects = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
             demos.append(Demo(images, proprio_from_obs({k: obs[k][()] for k in config.proprio_keys if k in obs},
                                                        config.proprio_keys),
-                              group["actions"][()].astype(np.float32), ids[0], mask[0], text))
+                              group["actions"][()].astype(np.float32), ids[0], mask[0], text, objects))
         args = env_args(f)
     return demos, args
 
@@ -98,6 +113,9 @@ class DemoWindows(Dataset):
         self.text_ids = torch.stack([d.text_ids for d in demos])[demo_of_step].to(self.device)  # (N, L)
         self.text_mask = torch.stack([d.text_mask for d in demos])[demo_of_step].to(self.device)  # (N, L)
         self.proprio_dim = self.proprio.shape[1]
+        has_objects = all(d.object_position is not None for d in demos)
+        self.object_position = (torch.from_numpy(np.concatenate([d.object_position for d in demos])).to(self.device)
+                                if has_objects and demos else None)  # (N, 3K)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -112,7 +130,7 @@ class DemoWindows(Dataset):
         steps = t[:, None] + torch.arange(self.chunk, device=self.device)  # (B, H)
         valid = steps < end[:, None]
         actions = self.actions[torch.minimum(steps, end[:, None] - 1)] * valid[..., None]  # (B, H, A)
-        return {
+        batch = {
             "images": self.images[t],  # (B, C, 3, S, S) uint8; the trainer scales and augments
             "future_images": self.images[torch.minimum(t + self.chunk, end - 1)],
             "camera_mask": torch.ones(len(t), self.images.shape[1], dtype=torch.bool, device=self.device),
@@ -122,6 +140,9 @@ class DemoWindows(Dataset):
             "actions": actions,
             "action_mask": valid,
         }
+        if self.object_position is not None:
+            batch["object_position"] = self.object_position[t]
+        return batch
 
 
 def compute_stats(demos: list[Demo]) -> NormStats:

@@ -53,6 +53,10 @@ class VLAModel(nn.Module):
         if aux.masked:
             self.mask_token = nn.Parameter(torch.zeros(d))
             self.mask_decoder = nn.Linear(d, d)
+        if aux.object_position:
+            self.object_queries = nn.Parameter(torch.randn(aux.objects, d) * 0.02)
+            self.object_attention = nn.MultiheadAttention(d, config.heads, batch_first=True)
+            self.object_decoder = nn.Linear(d, 3)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
@@ -68,11 +72,12 @@ class VLAModel(nn.Module):
             cameras=batch["images"].shape[1],
         )
 
-    def prefix(self, m: Modalities) -> tuple[list, Tensor]:
-        """Fuse and run the backbone over the context once; -> per-layer KV cache, (B, Np) mask."""
+    def prefix(self, m: Modalities, with_output: bool = False):
+        """Fuse and run the backbone over the context once; -> per-layer KV cache, (B, Np) mask
+        (and the (B, Np, D) context tokens when `with_output`)."""
         tokens, mask = self.fusion(m)
-        _, cache = self.backbone.forward_prefix(tokens, make_attn_mask(mask, torch.zeros_like(mask)))
-        return cache, mask
+        out, cache = self.backbone.forward_prefix(tokens, make_attn_mask(mask, torch.zeros_like(mask)))
+        return (cache, mask, out) if with_output else (cache, mask)
 
     def suffix_runner(self, cache: list, prefix_mask: Tensor, suffix_ar: Tensor | None = None):
         """A function (B, Ns, D) -> (B, Ns, D): suffix tokens through the backbone against the cache.
@@ -100,7 +105,7 @@ class VLAModel(nn.Module):
     def compute_loss(self, batch: dict) -> dict[str, Tensor]:
         """Every enabled loss, plus `total` (the weighted sum that is optimised)."""
         m = self.encode(batch)
-        cache, prefix_mask = self.prefix(m)
+        cache, prefix_mask, context = self.prefix(m, with_output=True)
         losses = {"action": self.head.loss(self.suffix_runner(cache, prefix_mask), batch["actions"], batch["action_mask"])}
         total = losses["action"]
         if self.world_model is not None:
@@ -112,6 +117,8 @@ class VLAModel(nn.Module):
             losses["world_model"] = err.sum() / valid.sum().clamp(min=1)
             total = total + self.config.world_model_weight * losses["world_model"]
         aux = self._aux_losses(batch, m)
+        if self.config.aux.object_position:
+            aux["object_position"] = self._object_position_loss(context, prefix_mask, batch)
         for name, value in aux.items():
             losses[name] = value
             total = total + getattr(self.config.aux, name) * value
@@ -140,6 +147,18 @@ class VLAModel(nn.Module):
         if w.sinkhorn:
             out["sinkhorn"] = L.sinkhorn_alignment_loss(m.vision, m.vision_mask, m.text, m.text_mask)
         return out
+
+    def predict_object_positions(self, context: Tensor, prefix_mask: Tensor) -> Tensor:
+        """(B, Np, D) context -> (B, K, 3) object positions relative to the gripper (decimetres)."""
+        queries = self.object_queries.expand(context.shape[0], -1, -1)
+        pooled, _ = self.object_attention(queries, context, context, key_padding_mask=~prefix_mask, need_weights=False)
+        return self.object_decoder(pooled)
+
+    def _object_position_loss(self, context: Tensor, prefix_mask: Tensor, batch: dict) -> Tensor:
+        if "object_position" not in batch:
+            raise ValueError("aux.object_position needs the dataset's object_state (collected by `vla collect`)")
+        target = batch["object_position"].view(context.shape[0], -1, 3)  # (B, K, 3)
+        return F.smooth_l1_loss(self.predict_object_positions(context, prefix_mask), target)
 
     def _predict_future(self, cache: list, prefix_mask: Tensor, actions: Tensor) -> Tensor:
         suffix, ar = self.world_model.suffix(actions)

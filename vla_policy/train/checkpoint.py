@@ -102,10 +102,13 @@ def read_checkpoint_meta(path: str | Path) -> tuple[Config, NormStats, dict]:
     return config, stats, meta
 
 
-def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """Strict load of the trainable weights; mismatches are named."""
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str,
+                 allow_missing: bool = False) -> list[str]:
+    """Strict load of the trainable weights; mismatches are named. With `allow_missing` (fine-tuning
+    a model that has new heads) weights the checkpoint lacks keep their init; -> their names."""
     expected = trainable_state(model)
     missing = sorted(set(expected) - set(tensors))
+    fresh, missing = (missing, []) if allow_missing else ([], missing)
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
     if missing or unexpected or wrong:
@@ -114,6 +117,7 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where
         raise CheckpointError(f"{where}: weights do not match this model's config ({detail}). "
                               "Was it trained with a different config?")
     model.load_state_dict(tensors, strict=False)
+    return fresh
 
 
 def load_checkpoint(path: str | Path):

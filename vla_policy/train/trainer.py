@@ -89,6 +89,12 @@ class Trainer:
         del demos
         self.fingerprint = fingerprint(t.dataset)
         self.model = build_model(config.model, self.train_set.proprio_dim).to(self.device)
+        if t.init_from and not resume:
+            from safetensors.torch import load_file
+
+            weights = str(Path(t.init_from) / "model.safetensors")
+            fresh = load_weights(self.model, load_file(weights, device=str(self.device)), weights, allow_missing=True)
+            print(f"initialised from {weights}" + (f"; new: {fresh}" if fresh else ""))
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
         decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim < 2]

@@ -9,7 +9,7 @@ evaluation, the axes to cross and extra baselines:
     out: runs/ablation
     base: default
     train: {steps: 4000, batch_size: 128}
-    eval: {episodes: 30, seed: 3000000, workers: 2, instructions: train}
+    eval: {episodes: 30, seed: 3000000, workers: 2, instructions: train}   # optional: horizon
     axes:
       model.head: [flow, discrete]
       model.fusion: [early, cross, gated]
@@ -23,6 +23,7 @@ each phase skips the variants it has already finished, so an interrupted run con
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -143,6 +144,8 @@ def eval_all(matrix: Matrix) -> None:
         if not (matrix.checkpoint(v) / "meta.json").exists():
             raise FileNotFoundError(f"{v.name} has no checkpoint at {matrix.checkpoint(v)}; run the train phase first")
         config = checkpoint_env_config(str(matrix.checkpoint(v)), matrix.task, e.get("instructions", "train"))
+        if e.get("horizon"):
+            config = dataclasses.replace(config, horizon=int(e["horizon"]))
         report = evaluate(config, {"kind": "checkpoint", "path": str(matrix.checkpoint(v))},
                           int(e.get("episodes", 30)), int(e.get("seed", 3_000_000)), int(e.get("workers", 1)))
         write_report(report, out)

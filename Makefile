@@ -11,7 +11,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt setup.py scri
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m vla_policy.cli demo --task tabletop --episodes 3 --out runs/demo
+	$(PY) -m vla_policy.cli demo --episodes 3 --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -184,7 +184,7 @@ def test_object_position_head_fits_a_batch():
         optim.zero_grad()
         loss.backward()
         optim.step()
-    assert float(loss) < 0.2 * first
+    assert loss.item() < 0.2 * first
 
 
 def test_init_from_fine_tunes_and_keeps_new_heads(demos, tmp_path):

@@ -41,3 +41,15 @@ def random_obs(size: int = 40) -> dict:
         "joint_pos": np.zeros(7), "gripper_qpos": np.zeros(2), "eef_pos": np.zeros(3), "eef_quat": np.array([1.0, 0, 0, 0]),
         "instruction": "pick up the red cube",
     }
+
+
+def fit(model, batch: dict, loss: str, optim: torch.optim.Optimizer, steps: int) -> list[float]:
+    """Optimise one named loss of `model.compute_loss` on a fixed batch; -> its value at each step."""
+    values = []
+    for _ in range(steps):
+        value = model.compute_loss(batch)[loss]
+        optim.zero_grad()
+        value.backward()
+        optim.step()
+        values.append(value.item())
+    return values

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.model_utils import PROPRIO_DIM, random_batch
+from tests.model_utils import PROPRIO_DIM, fit, random_batch
 from tests.test_policy import STATS, _obs
 from vla_policy.config import load_config, merge
 from vla_policy.inference import (
@@ -54,11 +54,7 @@ def test_similarity_choice_and_retrieval_after_contrastive_training(policy):
     batch = random_batch(model.config, batch=3)
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     model.train()
-    for _ in range(60):
-        loss = model.compute_loss(batch)["infonce"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    fit(model, batch, "infonce", optim, 60)
     model.eval()
     sim = image_text_similarity(model, batch)
     assert torch.equal(sim.argmax(1), torch.arange(3))

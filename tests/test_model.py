@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.model_utils import PROPRIO_DIM, random_batch, tiny_model_config
+from tests.model_utils import PROPRIO_DIM, fit, random_batch, tiny_model_config
 from vla_policy.models.fusion import FUSIONS
 from vla_policy.models.heads.discrete import ActionTokenizer
 from vla_policy.models.layers import make_attn_mask
@@ -92,11 +92,7 @@ def test_overfitting_a_tiny_batch_drives_the_loss_down(head):
             return sum(float(model.compute_loss(batch)["action"]) for _ in range(8)) / 8
 
     first = measured()
-    for _ in range(100):
-        loss = model.compute_loss(batch)["action"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    fit(model, batch, "action", optim, 100)
     assert measured() < 0.5 * first
 
 
@@ -108,11 +104,7 @@ def test_world_model_surprise_is_lower_for_the_predicted_future():
     batch = random_batch(config, batch=4)
     optim = torch.optim.AdamW([p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("vision.")],
                               lr=3e-3)
-    for _ in range(80):
-        loss = model.compute_loss(batch)["world_model"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    fit(model, batch, "world_model", optim, 80)
     model.eval()
     predicted = model.predict_next(batch, batch["actions"])
     right = model.surprise(predicted, batch["future_images"], batch["camera_mask"])

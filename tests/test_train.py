@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp
 
 from sim.env import EnvConfig
-from tests.model_utils import PROPRIO_DIM, random_batch, random_obs, tiny_model_config
+from tests.model_utils import PROPRIO_DIM, fit, random_batch, random_obs, tiny_model_config
 from vla_policy.config import load_config
 from vla_policy.data.collect import collect
 from vla_policy.models.vla import VLAModel
@@ -177,14 +177,8 @@ def test_object_position_head_fits_a_batch():
     batch = random_batch(model.config, batch=4)
     batch["object_position"] = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
     optim = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(60):
-        loss = model.compute_loss(batch)["object_position"]
-        first = first if first is not None else loss.item()
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-    assert loss.item() < 0.2 * first
+    losses = fit(model, batch, "object_position", optim, 60)
+    assert losses[-1] < 0.2 * losses[0]
 
 
 def test_init_from_fine_tunes_and_keeps_new_heads(demos, tmp_path):

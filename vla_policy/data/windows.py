@@ -108,10 +108,10 @@ class DemoWindows(Dataset):
                                         .astype(np.float32)).to(self.device)  # (N, P)
         self.actions = torch.from_numpy(np.concatenate([stats.normalize_actions(d.actions) for d in demos])
                                         .astype(np.float32)).to(self.device)  # (N, A) in [-1, 1]
-        demo_of_step = torch.repeat_interleave(torch.arange(len(demos)), lengths)
-        self.episode_end = (torch.cumsum(lengths, 0)[demo_of_step]).to(self.device)  # (N,) exclusive end
-        self.text_ids = torch.stack([d.text_ids for d in demos])[demo_of_step].to(self.device)  # (N, L)
-        self.text_mask = torch.stack([d.text_mask for d in demos])[demo_of_step].to(self.device)  # (N, L)
+        self.demo_of_step = torch.repeat_interleave(torch.arange(len(demos)), lengths).to(self.device)  # (N,)
+        self.demo_end = torch.cumsum(lengths, 0).to(self.device)  # (D,) exclusive end of each demo's steps
+        self.text_ids = torch.stack([d.text_ids for d in demos]).to(self.device)  # (D, L)
+        self.text_mask = torch.stack([d.text_mask for d in demos]).to(self.device)  # (D, L)
         self.proprio_dim = self.proprio.shape[1]
         has_objects = all(d.object_position is not None for d in demos)
         self.object_position = (torch.from_numpy(np.concatenate([d.object_position for d in demos])).to(self.device)
@@ -126,7 +126,8 @@ class DemoWindows(Dataset):
     def batch(self, indices: torch.Tensor | list[int]) -> dict:
         """(B,) step indices -> a batch dict on this dataset's device (images still uint8)."""
         t = torch.as_tensor(indices, device=self.device)
-        end = self.episode_end[t]
+        demo = self.demo_of_step[t]
+        end = self.demo_end[demo]
         steps = t[:, None] + torch.arange(self.chunk, device=self.device)  # (B, H)
         valid = steps < end[:, None]
         actions = self.actions[torch.minimum(steps, end[:, None] - 1)] * valid[..., None]  # (B, H, A)
@@ -134,8 +135,8 @@ class DemoWindows(Dataset):
             "images": self.images[t],  # (B, C, 3, S, S) uint8; the trainer scales and augments
             "future_images": self.images[torch.minimum(t + self.chunk, end - 1)],
             "camera_mask": torch.ones(len(t), self.images.shape[1], dtype=torch.bool, device=self.device),
-            "text_ids": self.text_ids[t],
-            "text_mask": self.text_mask[t],
+            "text_ids": self.text_ids[demo],
+            "text_mask": self.text_mask[demo],
             "proprio": self.proprio[t],
             "actions": actions,
             "action_mask": valid,

@@ -24,22 +24,24 @@ def write_report(report: dict, out: str | Path, media_dir: str | Path | None = N
     if media_dir is None or not Path(media_dir).exists():
         return out
     media = Path(media_dir)
-    episodes = report["episodes"]
-    kept = [r for r in episodes if r["success"]][:success_videos] + [r for r in episodes if not r["success"]][:failure_videos]
+    successes = [r for r in report["episodes"] if r["success"]]
+    failures = [r for r in report["episodes"] if not r["success"]]
     videos = out / "videos"
     videos.mkdir(exist_ok=True)
-    for r in kept:
+    for r in successes[:success_videos] + failures[:failure_videos]:
         source = media / f"seed_{r['seed']}.mp4"
         if source.exists():
-            label = "success" if r["success"] else "failure"
-            shutil.copy(source, videos / f"{label}_seed_{r['seed']}.mp4")
-    traced = [r for r in ([next((r for r in episodes if r["success"]), None), next((r for r in episodes if not r["success"]), None)])
-              if r is not None and (media / f"seed_{r['seed']}.npy").exists()]
-    if traced:
-        plot_actions({f"seed {r['seed']} ({'success' if r['success'] else 'failure'}): {r.get('instruction', '')}":
-                      np.load(media / f"seed_{r['seed']}.npy") for r in traced}, out / "actions.png")
+            shutil.copy(source, videos / f"{_label(r)}_seed_{r['seed']}.mp4")
+    traces = {f"seed {r['seed']} ({_label(r)}): {r.get('instruction', '')}": np.load(media / f"seed_{r['seed']}.npy")
+              for r in successes[:1] + failures[:1] if (media / f"seed_{r['seed']}.npy").exists()}
+    if traces:
+        plot_actions(traces, out / "actions.png")
     shutil.rmtree(media, ignore_errors=True)
     return out
+
+
+def _label(record: dict) -> str:
+    return "success" if record["success"] else "failure"
 
 
 def _pyplot():

@@ -5,7 +5,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test setup clean
 
-$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt setup.py scripts/setup_env.sh
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-ros.txt constraints.txt setup.py \
+          ros2_ws/src/vla_ros/setup.py scripts/setup_env.sh
 	./scripts/setup_env.sh
 
 setup: $(STAMP)

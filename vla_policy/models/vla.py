@@ -173,6 +173,17 @@ class VLAModel(nn.Module):
         return self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
 
     @torch.no_grad()
+    def sample_actions_and_future(self, batch: dict, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(B, H, A) normalised action chunk and (B, C, D) the visual latent the world model expects
+        after executing it, from one encoding of the context."""
+        if self.world_model is None:
+            raise RuntimeError("this model was trained without a world model (world_model_weight = 0)")
+        m = self.encode(batch)
+        cache, prefix_mask = self.prefix(m)
+        actions = self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
+        return actions, self._predict_future(cache, prefix_mask, actions)
+
+    @torch.no_grad()
     def predict_next(self, batch: dict, actions: Tensor) -> Tensor:
         """(B, C, D) predicted visual latent H steps after executing `actions` (B, H, A)."""
         if self.world_model is None:

@@ -1,0 +1,91 @@
+"""The policy node's latest inputs, paired by stamp into one observation.
+
+No ROS messages here: callbacks convert messages (conversions.py) and hand numpy arrays with
+their stamps (seconds) to `InputBuffer`, which the inference thread reads under one lock.
+An observation is the newest frame of the reference (first) camera, the other cameras' frames
+and the proprioception nearest to its stamp, each within `tolerance` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HISTORY = 32  # stamped samples kept per stream for pairing
+
+
+@dataclass
+class Stamped:
+    stamp: float  # seconds, from the message header
+    value: object
+
+
+@dataclass
+class Observation:
+    stamp: float  # the reference camera's stamp
+    obs: dict = field(default_factory=dict)  # the Policy's observation dict (images, proprio keys)
+
+
+class InputBuffer:
+    def __init__(self, streams: list[str], tolerance: float):
+        """`streams`: names of every input the observation needs; the first is the reference camera."""
+        self.streams, self.tolerance = list(streams), tolerance
+        self.history: dict[str, deque[Stamped]] = {s: deque(maxlen=HISTORY) for s in streams}
+        self.received_at: dict[str, deque[float]] = {s: deque(maxlen=HISTORY) for s in streams}
+        self.instruction: str | None = None
+        self.lock = threading.Lock()
+        self.new_frame = threading.Condition(self.lock)
+
+    def put(self, stream: str, stamp: float, value, now: float) -> None:
+        with self.lock:
+            self.history[stream].append(Stamped(stamp, value))
+            self.received_at[stream].append(now)
+            if stream == self.streams[0]:
+                self.new_frame.notify_all()
+
+    def set_instruction(self, text: str) -> bool:
+        """True when the instruction changed."""
+        with self.lock:
+            changed, self.instruction = text != self.instruction, text
+            return changed
+
+    def staleness(self, now: float) -> dict[str, float]:
+        """Seconds since each stream's newest stamp (inf when it never arrived)."""
+        with self.lock:
+            return {s: (now - h[-1].stamp) if h else float("inf") for s, h in self.history.items()}
+
+    def rates(self, now: float, window: float = 2.0) -> dict[str, float]:
+        """Messages per second received on each stream over the last `window` seconds."""
+        with self.lock:
+            return {s: sum(1 for t in r if now - t <= window) / window for s, r in self.received_at.items()}
+
+    def latest(self) -> Observation | None:
+        """The newest complete observation, or None when some stream has nothing within tolerance."""
+        with self.lock:
+            reference = self.history[self.streams[0]]
+            if not reference:
+                return None
+            anchor = reference[-1]
+            obs = Observation(anchor.stamp)
+            for stream in self.streams:
+                nearest = min(self.history[stream], key=lambda s: abs(s.stamp - anchor.stamp), default=None)
+                if nearest is None or abs(nearest.stamp - anchor.stamp) > self.tolerance:
+                    return None
+                obs.obs.update(nearest.value)
+            return obs
+
+    def wait_for_frame_after(self, stamp: float, timeout: float) -> bool:
+        """Block until the reference camera has a frame newer than `stamp` (or the timeout)."""
+        with self.new_frame:
+            return self.new_frame.wait_for(
+                lambda: bool(self.history[self.streams[0]]) and self.history[self.streams[0]][-1].stamp > stamp,
+                timeout,
+            )
+
+
+def percentile_ms(samples, q: float) -> float:
+    """The q-th percentile of a sequence of seconds, in milliseconds (NaN when empty)."""
+    return float(np.percentile(np.asarray(samples), q) * 1e3) if len(samples) else float("nan")

@@ -1,0 +1,153 @@
+"""sim_node: a vla_stack simulation task standing in for a robot, in real time.
+
+Every control period (the task's control rate divided by `time_factor`) it applies the newest
+action from `vla/action` (a hold when none arrived within `action_timeout_ms`), steps the
+simulator and publishes what a robot would: camera images, joint states and the end-effector
+pose, all with the same stamp. It also publishes the episode's instruction (latched), a success
+flag each step, the episode index at each start and the outcome at each end. `sim/reset`
+(std_srvs/Trigger) starts the next seeded episode; with `auto_reset` it starts by itself;
+with `start_paused` nothing moves until the first reset (so a slow-starting policy loses no steps).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
+from std_srvs.srv import Trigger
+
+from vla_ros import conversions as conv
+
+PARAMETERS = {
+    "task": "tabletop",
+    "cameras": ["agentview", "wrist"],
+    "image_size": 128,
+    "instructions": "train",  # train | heldout | all
+    "seed": 1_000_000,  # episode k uses seed + k
+    "horizon": 0,  # 0: the task's own
+    "time_factor": 1.0,  # 2.0 runs twice as fast as real time
+    "action_timeout_ms": 200.0,
+    "publish_instruction": True,  # False when an operator publishes instructions
+    "auto_reset": False,
+    "start_paused": False,  # publish sensors but do not step until the first sim/reset
+    "frame_id": "world",
+}
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("sim_node", **kwargs)
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.p = p
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        from sim.env import SimEnv  # after MUJOCO_GL is set
+
+        self.env = SimEnv(task=p["task"], cameras=tuple(p["cameras"]), image_size=p["image_size"],
+                          instructions=p["instructions"], horizon=p["horizon"] or None)
+        self.period = 1.0 / (self.env.config.control_freq * p["time_factor"])
+        self.arm_names = list(self.env.robot.robot_joints)
+        self.gripper_names = list(self.env.gripper.joints)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        sensor = qos_profile_sensor_data
+        self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", sensor) for c in p["cameras"]}
+        self.joint_pub = self.create_publisher(JointState, "joint_states", sensor)
+        self.pose_pub = self.create_publisher(PoseStamped, "eef_pose", sensor)
+        self.instruction_pub = self.create_publisher(String, "vla/instruction", latched)
+        self.success_pub = self.create_publisher(Bool, "vla/success", reliable)
+        self.episode_pub = self.create_publisher(UInt32, "sim/episode", latched)
+        self.end_pub = self.create_publisher(Bool, "sim/episode_end", latched)
+        self.create_subscription(Float64MultiArray, "vla/action", self._on_action, reliable)
+        self.create_service(Trigger, "sim/reset", self._on_reset)
+        self.episode = -1
+        self.rejected_actions = 0
+        if self.p["start_paused"]:
+            self.obs, self.done = self.env.reset(seed=self.p["seed"]), True  # a scene, but no episode yet
+            self.action, self.action_time, self.gripper = None, -np.inf, -1.0
+        else:
+            self._reset_episode()
+        self.timer = self.create_timer(self.period, self._step)
+
+    def _now(self):
+        return self.get_clock().now()
+
+    def _reset_episode(self) -> None:
+        self.episode += 1
+        self.obs = self.env.reset(seed=self.p["seed"] + self.episode)
+        self.action, self.action_time = None, -np.inf
+        self.gripper = -1.0
+        self.done = False
+        self.episode_pub.publish(UInt32(data=self.episode))
+        if self.p["publish_instruction"]:
+            self.instruction_pub.publish(String(data=self.env.instruction))
+        self.get_logger().info(f"episode {self.episode} (seed {self.env.seed}): {self.env.instruction!r}")
+        self._publish_sensors()
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._reset_episode()
+        response.success = True
+        response.message = f"episode {self.episode} seed {self.env.seed}: {self.env.instruction}"
+        return response
+
+    def _on_action(self, msg: Float64MultiArray) -> None:
+        try:
+            self.action = conv.msg_to_action(msg, 7)
+        except conv.InvalidMessage as error:
+            self.rejected_actions += 1
+            self.get_logger().warning(f"rejected action: {error}", throttle_duration_sec=1.0)
+            return
+        self.action_time = time.monotonic()
+
+    def _step(self) -> None:
+        if self.done:
+            if self.p["auto_reset"]:
+                self._reset_episode()
+            else:
+                self._publish_sensors()  # a robot keeps publishing while idle
+            return
+        fresh = self.action is not None and (time.monotonic() - self.action_time) * 1e3 <= self.p["action_timeout_ms"]
+        action = self.action if fresh else np.array([0, 0, 0, 0, 0, 0, self.gripper])
+        self.gripper = float(action[-1])
+        self.obs, _, success, truncated, _ = self.env.step(np.clip(action, -1.0, 1.0))
+        self._publish_sensors()
+        self.success_pub.publish(Bool(data=bool(success)))
+        if success or truncated:
+            self.done = True
+            self.end_pub.publish(Bool(data=bool(success)))
+            self.get_logger().info(f"episode {self.episode} {'succeeded' if success else 'timed out'} "
+                                   f"after {self.env.steps} steps")
+
+    def _publish_sensors(self) -> None:
+        stamp = self._now().to_msg()
+        for camera, pub in self.image_pubs.items():
+            pub.publish(conv.numpy_to_image(self.obs[f"{camera}_image"], stamp, camera))
+        positions = np.concatenate([self.obs["joint_pos"], self.obs["gripper_qpos"]])
+        velocities = np.concatenate([self.obs["joint_vel"], np.zeros(len(self.gripper_names))])
+        self.joint_pub.publish(conv.numpy_to_joint_state(self.arm_names + self.gripper_names, positions, velocities, stamp))
+        self.pose_pub.publish(conv.numpy_to_pose(self.obs["eef_pos"], self.obs["eef_quat"], stamp, self.p["frame_id"]))
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = SimNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.env.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""rosbag2 recordings (policy or teleoperation sessions) -> the HDF5 training format.
+
+Each file of the bag that holds an instruction, camera frames and actions becomes one demo
+(recorder_node starts a file per episode). A step is one frame of the reference (first) camera:
+the other cameras, joint states and end-effector pose nearest to its stamp form the observation,
+and the action is the newest `vla/action` received before the next frame -- the command the
+robot executed between the two frames. An episode ends at its first success or episode-end
+message. Recordings hold no simulator state, so `states` has zero columns: such a dataset
+trains and evaluates, but cannot be replayed state by state.
+
+Reads with `rosbags` (pure Python); nothing here imports ROS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
+from tqdm import tqdm
+
+from vla_policy.data.hdf5_dataset import DatasetError, write_episode
+from vla_policy.types import Episode
+
+SIM_ARM = tuple(f"robot0_joint{i}" for i in range(1, 8))
+SIM_GRIPPER = ("gripper0_right_finger_joint1", "gripper0_right_finger_joint2")
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    cameras: tuple[str, ...] = ("agentview", "wrist")  # /camera/<name>/image_raw; the first sets the steps
+    joint_states: str = "/joint_states"
+    eef_pose: str = "/eef_pose"
+    instruction: str = "/vla/instruction"
+    action: str = "/vla/action"
+    success: str = "/vla/success"
+    episode_end: str = "/sim/episode_end"
+    arm_joints: tuple[str, ...] = SIM_ARM
+    gripper_joints: tuple[str, ...] = SIM_GRIPPER
+
+    def camera_topic(self, camera: str) -> str:
+        return f"/camera/{camera}/image_raw"
+
+
+@dataclass
+class _Stream:
+    stamps: list[float] = field(default_factory=list)  # header stamps (s) or receive times
+    values: list = field(default_factory=list)
+
+    def nearest(self, stamp: float):
+        i = int(np.argmin(np.abs(np.asarray(self.stamps) - stamp)))
+        return self.values[i]
+
+
+def _stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _image(msg) -> np.ndarray:
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
+    pixels = rows.reshape(msg.height, msg.width, 3)
+    return (pixels[..., ::-1] if msg.encoding == "bgr8" else pixels).copy()
+
+
+def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
+    """Every message of one bag file, decoded into numpy and grouped by role."""
+    streams: dict[str, _Stream] = {name: _Stream() for name in ("joints", "pose", "action", *topics.cameras)}
+    instructions, ends = [], []
+    by_topic = {topics.camera_topic(c): c for c in topics.cameras}
+    names = list(topics.arm_joints + topics.gripper_joints)
+    for connection, log_time, raw in reader.messages():
+        msg = reader.deserialize(raw, connection.msgtype)
+        topic, received = connection.topic, log_time * 1e-9
+        if topic in by_topic:
+            streams[by_topic[topic]].stamps.append(_stamp(msg))
+            streams[by_topic[topic]].values.append((received, _image(msg)))
+        elif topic == topics.joint_states:
+            index = {n: i for i, n in enumerate(msg.name)}
+            if all(n in index for n in names):
+                streams["joints"].stamps.append(_stamp(msg))
+                streams["joints"].values.append(np.array([msg.position[index[n]] for n in names]))
+        elif topic == topics.eef_pose:
+            p, q = msg.pose.position, msg.pose.orientation
+            streams["pose"].stamps.append(_stamp(msg))
+            streams["pose"].values.append((np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z])))
+        elif topic == topics.action:
+            streams["action"].stamps.append(received)
+            streams["action"].values.append(np.asarray(msg.data, dtype=np.float64))
+        elif topic == topics.instruction:
+            instructions.append(msg.data)
+        elif (topic == topics.success and msg.data) or topic == topics.episode_end:
+            ends.append((received, bool(msg.data)))
+    return {"streams": streams, "instructions": instructions, "ends": ends}
+
+
+def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | None:
+    """One demo from one file's messages, or None when the file holds no complete episode."""
+    s = data["streams"]
+    reference = s[topics.cameras[0]]
+    if not data["instructions"] or not reference.stamps or not s["action"].stamps or not s["joints"].stamps:
+        return None
+    end_time = min((t for t, _ in data["ends"]), default=np.inf)
+    success = any(ok for _, ok in data["ends"])
+    action_times = np.asarray(s["action"].stamps)
+    steps = []
+    for i in range(len(reference.stamps) - 1):
+        received_next = reference.values[i + 1][0]
+        if reference.values[i][0] >= end_time:
+            break
+        before = np.nonzero(action_times < received_next)[0]
+        if len(before):
+            steps.append((reference.stamps[i], s["action"].values[before[-1]]))
+    if not steps:
+        return None
+    obs: dict[str, list] = {f"{c}_image": [] for c in topics.cameras}
+    obs.update(joint_pos=[], gripper_qpos=[], eef_pos=[], eef_quat=[])
+    arm = len(topics.arm_joints)
+    for stamp, _ in steps:
+        for camera in topics.cameras:
+            obs[f"{camera}_image"].append(s[camera].nearest(stamp)[1])
+        joints = s["joints"].nearest(stamp)
+        obs["joint_pos"].append(joints[:arm])
+        obs["gripper_qpos"].append(joints[arm:])
+        if s["pose"].stamps:
+            pos, quat = s["pose"].nearest(stamp)
+            obs["eef_pos"].append(pos)
+            obs["eef_quat"].append(quat)
+    arrays = {k: np.stack(v) for k, v in obs.items() if v}
+    actions = np.clip(np.stack([a for _, a in steps]), -1.0, 1.0)
+    length = len(steps)
+    rewards = np.zeros(length)
+    rewards[-1] = float(success)
+    dones = np.zeros(length, np.uint8)
+    dones[-1] = 1
+    return Episode(obs=arrays, actions=actions, states=np.zeros((length, 0)), rewards=rewards, dones=dones,
+                   final_state=np.zeros(0), instruction=data["instructions"][-1], task=task, seed=index,
+                   success=success, goal={"source": "rosbag2"})
+
+
+def convert_bag(bag: str | Path, out: str | Path, task: str = "rosbag", topics: BagTopics = BagTopics()) -> dict:
+    """Write every complete episode of `bag` to `out` (.hdf5); returns a summary."""
+    bag, out = Path(bag), Path(out)
+    if not (bag / "metadata.yaml").exists():
+        raise DatasetError(f"{bag}: not a rosbag2 directory (no metadata.yaml)")
+    if out.suffix not in (".hdf5", ".h5"):
+        raise DatasetError(f"{out}: dataset files end in .hdf5 or .h5")
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    files = [bag / p for p in info["relative_file_paths"]]
+    episodes, periods, skipped = [], [], 0
+    for path in tqdm(files, desc=f"read {bag.name}", unit="file"):
+        with AnyReader([path], default_typestore=typestore) as reader:
+            data = _read_file(reader, topics)
+        episode = _episode(data, topics, task, len(episodes))
+        if episode is None:
+            skipped += 1
+            continue
+        episodes.append(episode)
+        periods += list(np.diff(data["streams"][topics.cameras[0]].stamps))
+    if not episodes:
+        raise DatasetError(f"{bag}: no file holds an instruction, {topics.cameras[0]} frames, joint states and actions")
+    control_freq = int(round(1.0 / float(np.median(periods)))) if periods else 20
+    image = episodes[0].obs[f"{topics.cameras[0]}_image"]
+    env_args = {"env_name": task, "type": "rosbag2", "source": str(bag),
+                "env_kwargs": {"task": task, "cameras": list(topics.cameras), "image_size": int(image.shape[1]),
+                               "control_freq": control_freq}}
+    tmp = out.with_name(out.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        data = f.create_group("data")
+        data.attrs.update(env_args=json.dumps(env_args), total=sum(len(e) for e in episodes), task=task)
+        for i, episode in enumerate(episodes):
+            write_episode(data.create_group(f"demo_{i}"), episode)
+    os.replace(tmp, out)
+    return {"bag": str(bag), "out": str(out), "demos": len(episodes), "skipped_files": skipped,
+            "steps": int(sum(len(e) for e in episodes)), "successes": int(sum(e.success for e in episodes)),
+            "control_freq": control_freq}

@@ -21,3 +21,20 @@ def root() -> Path:
 def vla_cmd() -> list[str]:
     """The `vla` command as users run it (the installed entry point's module)."""
     return [sys.executable, "-m", "vla_policy.cli"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny VLA checkpoint (world model included) trained for 2 steps on 2 Lift demos at 32 px."""
+    from sim.env import EnvConfig
+    from vla_policy.config import load_config
+    from vla_policy.data.collect import collect
+    from vla_policy.train.trainer import Trainer
+
+    work = tmp_path_factory.mktemp("tiny_checkpoint")
+    demos = work / "lift.hdf5"
+    collect("lift", 2, demos, config=EnvConfig(task="lift", image_size=32))
+    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={work / 'run'}", "train.steps=2",
+                                  "train.val_fraction=0"])
+    Trainer(config).train()
+    return work / "run" / "checkpoints" / "last"

@@ -20,7 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray, String
 from std_srvs.srv import SetBool
@@ -120,7 +120,11 @@ class PolicyNode(LifecycleNode):
         self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, sensor))
         if self.needs_pose:
             self.subscriptions_.append(self.create_subscription(PoseStamped, "eef_pose", self._on_pose, sensor))
-        self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, reliable))
+        # Volatile matches every publisher (`ros2 topic pub`); transient-local also receives the last
+        # instruction a latched publisher (sim_node) sent before this node started. Repeats are ignored.
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        for qos in (reliable, latched):
+            self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, qos))
         self.action_pub = self.create_lifecycle_publisher(Float64MultiArray, "vla/action", reliable)
         self.chunk_pub = self.create_lifecycle_publisher(JointTrajectory, "vla/action_chunk", reliable)
         self.surprise_pub = self.create_lifecycle_publisher(Float32, "vla/world_model/surprise", reliable)

@@ -70,9 +70,9 @@ class SimNode(Node):
         self.create_service(Trigger, "sim/reset", self._on_reset)
         self.episode = -1
         self.rejected_actions = 0
-        if self.p["start_paused"]:
-            self.obs, self.done = self.env.reset(seed=self.p["seed"]), True  # a scene, but no episode yet
-            self.action, self.action_time, self.gripper = None, -np.inf, -1.0
+        self.paused = self.p["start_paused"]
+        if self.paused:
+            self.obs = self.env.reset(seed=self.p["seed"])  # a scene to publish, but no episode yet
         else:
             self._reset_episode()
         self.timer = self.create_timer(self.period, self._step)
@@ -82,6 +82,7 @@ class SimNode(Node):
 
     def _reset_episode(self) -> None:
         self.episode += 1
+        self.paused = False
         self.obs = self.env.reset(seed=self.p["seed"] + self.episode)
         self.action, self.action_time = None, -np.inf
         self.gripper = -1.0
@@ -108,11 +109,11 @@ class SimNode(Node):
         self.action_time = time.monotonic()
 
     def _step(self) -> None:
+        if self.paused or (self.done and not self.p["auto_reset"]):
+            self._publish_sensors()  # a robot keeps publishing while idle
+            return
         if self.done:
-            if self.p["auto_reset"]:
-                self._reset_episode()
-            else:
-                self._publish_sensors()  # a robot keeps publishing while idle
+            self._reset_episode()
             return
         fresh = self.action is not None and (time.monotonic() - self.action_time) * 1e3 <= self.p["action_timeout_ms"]
         action = self.action if fresh else np.array([0, 0, 0, 0, 0, 0, self.gripper])

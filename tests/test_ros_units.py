@@ -1,0 +1,87 @@
+"""vla_ros building blocks without DDS: message conversions, input pairing, action safety."""
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+
+from vla_ros import conversions as conv
+from vla_ros.inputs import InputBuffer
+from vla_ros.safety import ActionLimiter
+from vla_policy.types import ActionChunk
+
+STAMP = Time(sec=12, nanosec=500_000_000)
+
+
+def test_images_round_trip_and_bgr_and_row_padding_are_honoured():
+    pixels = np.random.default_rng(0).integers(0, 255, (5, 7, 3), np.uint8)
+    msg = conv.numpy_to_image(pixels, STAMP, "cam")
+    assert msg.encoding == "rgb8" and np.array_equal(conv.image_to_numpy(msg), pixels)
+    bgr = conv.numpy_to_image(pixels[..., ::-1].copy(), STAMP)
+    bgr.encoding = "bgr8"
+    assert np.array_equal(conv.image_to_numpy(bgr), pixels)
+    padded = conv.numpy_to_image(pixels, STAMP)
+    rows = np.frombuffer(bytes(padded.data), np.uint8).reshape(5, 21)
+    padded.step, padded.data = 24, np.pad(rows, ((0, 0), (0, 3))).tobytes()
+    out = conv.image_to_numpy(padded)
+    assert np.array_equal(out, pixels) and out.flags.writeable
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: setattr(m, "encoding", "mono8"), "encoding"),
+    (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "bytes"),
+    (lambda m: setattr(m, "step", 3), "step"),
+    (lambda m: setattr(m, "height", 0), "empty"),
+])
+def test_bad_images_are_invalid_messages(change, message):
+    msg = conv.numpy_to_image(np.zeros((4, 4, 3), np.uint8), STAMP)
+    change(msg)
+    with pytest.raises(conv.InvalidMessage, match=message):
+        conv.image_to_numpy(msg)
+
+
+def test_joints_are_matched_by_name_and_extra_joints_ignored():
+    msg = conv.numpy_to_joint_state(["b", "extra", "a"], [2.0, 9.0, 1.0], None, STAMP)
+    assert conv.joint_state_to_numpy(msg, ["a", "b"]).tolist() == [1.0, 2.0]
+    with pytest.raises(conv.InvalidMessage, match="lacks joint"):
+        conv.joint_state_to_numpy(msg, ["a", "c"])
+    with pytest.raises(conv.InvalidMessage, match="NaN"):
+        conv.joint_state_to_numpy(conv.numpy_to_joint_state(["a"], [np.nan], None, STAMP), ["a"])
+    with pytest.raises(conv.InvalidMessage, match="repeats"):
+        conv.joint_state_to_numpy(conv.numpy_to_joint_state(["a", "a"], [1.0, 1.0], None, STAMP), ["a"])
+
+
+def test_pose_stamp_and_chunk_conversions():
+    pos, quat = conv.pose_to_numpy(conv.numpy_to_pose([1, 2, 3], [0, 0, 0, 2.0 / 2.05], STAMP, "w"))
+    assert pos.tolist() == [1, 2, 3] and np.isclose(np.linalg.norm(quat), 1.0)
+    assert conv.stamp_to_seconds(conv.seconds_to_stamp(12.5)) == 12.5
+    trajectory = conv.chunk_to_trajectory(ActionChunk(np.zeros((4, 7)), 0.05), STAMP)
+    assert len(trajectory.points) == 4 and trajectory.joint_names[-1] == "gripper"
+    assert trajectory.points[3].time_from_start.nanosec == 150_000_000
+    with pytest.raises(conv.InvalidMessage, match="expected 7"):
+        conv.msg_to_action(conv.action_to_msg(np.zeros(6)), 7)
+
+
+def test_inputs_pair_by_stamp_within_tolerance():
+    buffer = InputBuffer(["camera/a", "joint_states"], tolerance=0.03)
+    assert buffer.latest() is None
+    buffer.put("joint_states", 1.00, {"joint_pos": 1}, now=1.0)
+    buffer.put("joint_states", 1.05, {"joint_pos": 2}, now=1.05)
+    buffer.put("camera/a", 1.04, {"a_image": "frame"}, now=1.06)
+    obs = buffer.latest()
+    assert obs.stamp == 1.04 and obs.obs == {"a_image": "frame", "joint_pos": 2}  # nearest, not newest
+    buffer.put("camera/a", 1.20, {"a_image": "late"}, now=1.2)
+    assert buffer.latest() is None  # no joints within 30 ms of the newest frame
+    assert buffer.staleness(now=1.3)["joint_states"] == pytest.approx(0.25)
+
+
+def test_limiter_clips_rate_limits_and_holds_the_gripper():
+    limiter = ActionLimiter(low=[-0.5] * 6 + [-1.0], high=[0.5] * 6 + [1.0], max_rate=10.0)
+    assert limiter.hold()[-1] == -1.0  # nothing commanded yet: open
+    first = limiter.limit(np.r_[np.full(6, 0.9), 1.0], dt=0.02)
+    assert np.allclose(first[:6], 0.5) and first[6] == 1.0
+    second = limiter.limit(np.r_[np.full(6, -0.9), -1.0], dt=0.02)
+    assert np.allclose(second[:6], 0.3) and second[6] == -1.0  # 10/s * 20 ms = 0.2 per tick; gripper exempt
+    limiter.last[-1] = 1.0
+    assert limiter.hold().tolist() == [0, 0, 0, 0, 0, 0, 1.0]  # a held object stays held
+    with pytest.raises(ValueError, match="low <= high"):
+        ActionLimiter(low=[1.0], high=[0.0], max_rate=1.0)

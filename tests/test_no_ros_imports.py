@@ -1,8 +1,8 @@
 """House rule: vla_policy/ and sim/ never import ROS."""
 
 import ast
-import importlib
-import pkgutil
+import os
+import subprocess
 import sys
 
 import pytest
@@ -30,12 +30,19 @@ def test_sources_import_no_ros(root, package):
     assert not offenders, "\n".join(offenders)
 
 
-def test_importing_everything_loads_no_ros():
-    for package_name in ("vla_policy", "sim"):
-        package = importlib.import_module(package_name)
-        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package_name}."):
-            importlib.import_module(info.name)
-    loaded = [m for m in sys.modules if _is_ros(m)]
+def test_importing_everything_loads_no_ros(root):
+    """In a fresh interpreter (this one may have loaded ROS for the vla_ros tests)."""
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "for name in ('vla_policy', 'sim'):\n"
+        "    package = importlib.import_module(name)\n"
+        "    for info in pkgutil.walk_packages(package.__path__, prefix=name + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", script], cwd=root, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])})
+    loaded = [m for m in out.stdout.split() if _is_ros(m)]
     assert not loaded, loaded
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import os
 import sys
 from typing import Callable
@@ -144,7 +145,9 @@ def run_dataset(args) -> int:
 
 # ------------------------------------------------------------------- bench
 def _bench_args(p):
-    p.add_argument("what", choices=["sim", "policy"])
+    p.add_argument("what", choices=["sim", "policy", "ros"])
+    p.add_argument("--checkpoint", help="ros: the checkpoint policy_node runs (default: the shipped one)")
+    p.add_argument("--seconds", type=float, default=30.0, help="ros: seconds per phase (idle, running)")
     p.add_argument("--config", default="default", help="policy: preset or YAML of the model to time")
     p.add_argument("--task", default="tabletop")
     p.add_argument("--image-size", type=int, default=128)
@@ -157,6 +160,10 @@ def _bench_args(p):
 
 @command("bench", "benchmarks (JSON out)", _bench_args)
 def run_bench(args) -> int:
+    if args.what == "ros":  # ROS lives in the vla_ros package: run it in its own process
+        command = [sys.executable, "-m", "vla_ros.bench", "--seconds", str(args.seconds)]
+        command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])
+        return subprocess.call(command)
     if args.what == "policy":
         from vla_policy.bench.policy_bench import bench_policy
 

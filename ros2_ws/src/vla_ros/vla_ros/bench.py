@@ -1,0 +1,113 @@
+"""`vla bench ros`: the policy node's control loop, measured with inference idle and running.
+
+sim_node runs as its own process (as the launch file starts it) publishing two 128 px cameras
+at 20 Hz. policy_node runs in this process, built from config/policy.yaml and spun by the same
+SingleThreadedExecutor as its `main`, so its own tick times and latencies can be read exactly.
+Phase 1 (idle): no instruction, the loop holds and the model is never called. Phase 2 (running):
+an instruction arrives and the model infers on every new frame in its thread. For each phase:
+the control rate, |tick interval - period| p50/p99 (jitter), and in phase 2 inference time and
+camera-stamp-to-first-action latency p50/p95. JSON on stdout (and --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from std_msgs.msg import String
+
+from vla_ros.closed_loop import CONFIG_DIR, SHIPPED_CHECKPOINT, node_command, ros_processes
+from vla_ros.inputs import percentile_ms
+from vla_ros.policy_node import SUCCESS, SWITCH_INTERVAL_S, PolicyNode
+
+
+def _loop_stats(node: PolicyNode, since: float, period: float) -> dict:
+    ticks = np.asarray([t for t in node.tick_times if t >= since])
+    intervals = np.diff(ticks)
+    jitter = np.abs(intervals - period)
+    return {"ticks": int(len(ticks)), "rate_hz": round(float(len(intervals) / (ticks[-1] - ticks[0])), 2),
+            "jitter_p50_ms": round(percentile_ms(jitter, 50), 3), "jitter_p99_ms": round(percentile_ms(jitter, 99), 3),
+            "interval_max_ms": round(float(intervals.max() * 1e3), 2)}
+
+
+def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros")) -> dict:
+    domain = random.Random(os.getpid()).randrange(1, 200)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as policy_node's main does
+    sim = node_command("sim_node", CONFIG_DIR / "sim.yaml", {"auto_reset": True, "publish_instruction": False})
+    with ros_processes({"sim_node": sim}, domain, log_dir):
+        rclpy.init(domain_id=domain, args=["--ros-args", "--params-file", str(CONFIG_DIR / "policy.yaml"),
+                                           "-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}"])
+        node = PolicyNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        try:
+            assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS, "policy_node did not start"
+            spinner.start()
+            period = 1.0 / node.param("control_rate_hz")
+            deadline = time.monotonic() + 120
+            while node.inputs.latest() is None:  # wait for the sim's first paired observation
+                assert time.monotonic() < deadline, f"no observation from sim_node; see {log_dir}/sim_node.log"
+                time.sleep(0.1)
+            start = time.monotonic()
+            time.sleep(seconds)
+            idle = _loop_stats(node, start, period)
+            publisher = node.create_publisher(String, "vla/instruction", 10)
+            node.inference_s.clear()
+            node.stamp_to_action_s.clear()
+            while not node.inference_s:  # the instruction reaches the node through DDS
+                publisher.publish(String(data="pick up the red cube"))
+                time.sleep(0.2)
+            start = time.monotonic()
+            time.sleep(seconds)
+            running = _loop_stats(node, start, period)
+            running.update(
+                inference_p50_ms=round(percentile_ms(node.inference_s, 50), 2),
+                inference_p95_ms=round(percentile_ms(node.inference_s, 95), 2),
+                chunks=len(node.inference_s),
+                camera_stamp_to_action_p50_ms=round(percentile_ms(node.stamp_to_action_s, 50), 2),
+                camera_stamp_to_action_p95_ms=round(percentile_ms(node.stamp_to_action_s, 95), 2),
+                camera_rate_hz=round(node.inputs.rates(node._now())["camera/agentview"], 1),
+                hold_reason_at_end=node.hold_reason,
+            )
+        finally:
+            node._stop_control()
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown()
+    return {
+        "benchmark": "ros", "checkpoint": str(checkpoint), "device": device, "seconds_per_phase": seconds,
+        "control_rate_hz_target": 1.0 / period, "idle": idle, "running": running,
+        "jitter_p99_ratio_running_to_idle": round(running["jitter_p99_ms"] / max(idle["jitter_p99_ms"], 1e-9), 2),
+        "goals": {"rate_hz": ">= 50", "jitter_p99_ms": "< 2", "ratio": "<= 1.5", "camera_stamp_to_action_p95_ms": "< 40"},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="vla bench ros", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
+    p.add_argument("--seconds", type=float, default=30.0, help="per phase")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="also write the JSON here")
+    args = p.parse_args(argv)
+    result = bench_ros(args.checkpoint, args.seconds, args.device)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -68,8 +68,11 @@ class RecorderNode(Node):
         for topic in self.wanted:
             if topic in self.subscribed or topic not in types:
                 continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:  # known only from a subscriber: wait, its publisher's QoS decides ours
+                continue
             msg_type = types[topic][0]
-            qos, offered = _qos_for(self.get_publishers_info_by_topic(topic))
+            qos, offered = _qos_for(publishers)
             self.bag.add_topic(topic, msg_type, offered)
             self.subscribed[topic] = self.create_subscription(
                 message_class(msg_type), topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True)

@@ -12,7 +12,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-ros.txt constrai
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m vla_policy.cli demo --episodes 3 --out runs/demo
+	$(VENV)/bin/ros_demo --episodes 3 --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -13,6 +13,9 @@ from sim.tasks.motion import CLOSE, OPEN, grasp_yaw, move_action, quat_yaw, rota
 HOVER = 0.10  # metres above an object before descending
 GRASP_STEPS = 12  # the Panda gripper needs ~10 control steps to close fully
 RELEASE_STEPS = 8
+# The descent keeps at least this speed until the grasp threshold: a proportional approach creeps
+# in with ever smaller actions, and policies cloned from it stall a centimetre above the cube.
+DESCEND_MIN_SPEED = 0.3
 
 
 @dataclass
@@ -28,9 +31,9 @@ class _Phases(Expert):
     def _goto(self, phase: str) -> None:
         self.phase, self.phase_steps = phase, 0
 
-    def _action(self, target, yaw: float, gripper: float, speed: float = 1.0) -> np.ndarray:
+    def _action(self, target, yaw: float, gripper: float, speed: float = 1.0, min_speed: float = 0.0) -> np.ndarray:
         rot = rotation_action(self.env.eef_rotation, self.home, self.home_yaw, yaw)
-        return move_action(self.env.eef_pos, target, rot, gripper, speed)
+        return move_action(self.env.eef_pos, target, rot, gripper, speed, min_speed)
 
     def _yaw_error(self, yaw: float) -> float:
         return abs(wrap(yaw_of(self.env.eef_rotation) - yaw))
@@ -62,7 +65,7 @@ class GraspExpert(_Phases):
         grasp_at = pos - [0, 0, 0.005]
         if np.linalg.norm(grasp_at - self.env.eef_pos) < 0.008 or self.phase_steps > 40:
             self._goto("grasp")
-        return self._action(grasp_at, yaw, OPEN, speed=0.6)
+        return self._action(grasp_at, yaw, OPEN, speed=0.6, min_speed=DESCEND_MIN_SPEED)
 
     def _grasp(self) -> np.ndarray:
         pos, yaw = self._target()

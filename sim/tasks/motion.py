@@ -37,11 +37,15 @@ def rotation_action(current: np.ndarray, home: np.ndarray, home_yaw: float, yaw:
 
 
 def move_action(
-    eef_pos: np.ndarray, target: np.ndarray, rot: np.ndarray, gripper: float, speed: float = 1.0
+    eef_pos: np.ndarray, target: np.ndarray, rot: np.ndarray, gripper: float, speed: float = 1.0,
+    min_speed: float = 0.0,
 ) -> np.ndarray:
-    """(7,) action stepping the end effector towards `target` at most `speed` per step."""
+    """(7,) action stepping the end effector towards `target` at most `speed` and at least
+    `min_speed` per step (a floor keeps an approach decisive instead of creeping in)."""
     delta = (np.asarray(target) - eef_pos) / POS_SCALE
     norm = np.linalg.norm(delta)
     if norm > speed:
         delta *= speed / norm
+    elif 0 < norm < min_speed:
+        delta *= min_speed / norm
     return np.concatenate([delta, rot, [gripper]])

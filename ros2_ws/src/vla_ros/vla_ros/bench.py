@@ -21,23 +21,17 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
 from vla_ros.closed_loop import CONFIG_DIR, SHIPPED_CHECKPOINT, node_command, ros_processes
-from vla_ros.inputs import percentile_ms
+from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.policy_node import SUCCESS, SWITCH_INTERVAL_S, PolicyNode
 
 
 def _loop_stats(node: PolicyNode, since: float, period: float) -> dict:
-    ticks = np.asarray([t for t in node.tick_times if t >= since])
-    intervals = np.diff(ticks)
-    jitter = np.abs(intervals - period)
-    return {"ticks": int(len(ticks)), "rate_hz": round(float(len(intervals) / (ticks[-1] - ticks[0])), 2),
-            "jitter_p50_ms": round(percentile_ms(jitter, 50), 3), "jitter_p99_ms": round(percentile_ms(jitter, 99), 3),
-            "interval_max_ms": round(float(intervals.max() * 1e3), 2)}
+    return loop_stats([t for t in node.tick_times if t >= since], period)
 
 
 def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros")) -> dict:

@@ -12,8 +12,6 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
 HISTORY = 32  # stamped samples kept per stream for pairing
 
 
@@ -85,7 +83,3 @@ class InputBuffer:
                 timeout,
             )
 
-
-def percentile_ms(samples, q: float) -> float:
-    """The q-th percentile of a sequence of seconds, in milliseconds (NaN when empty)."""
-    return float(np.percentile(np.asarray(samples), q) * 1e3) if len(samples) else float("nan")

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from types import SimpleNamespace
 
 import numpy as np
 import rclpy
@@ -31,7 +32,8 @@ from trajectory_msgs.msg import JointTrajectory
 from vla_policy.policy import Policy
 from vla_policy.scheduler import ActionScheduler
 from vla_ros import conversions as conv
-from vla_ros.inputs import InputBuffer, percentile_ms
+from vla_ros.inputs import InputBuffer
+from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.safety import ActionLimiter
 
 # The model's Python glue holds the GIL between torch ops; a short switch interval bounds how long
@@ -72,7 +74,6 @@ class PolicyNode(LifecycleNode):
         self.hold_reason: str | None = "inactive"
         self.tick_times: deque[float] = deque(maxlen=5000)  # monotonic seconds of each control tick
         self.inference_s: deque[float] = deque(maxlen=2000)
-        self.obs_to_chunk_s: deque[float] = deque(maxlen=2000)
         self.stamp_to_action_s: deque[float] = deque(maxlen=2000)  # camera stamp -> first action using it
         self._played_start: float | None = None
         self._thread: threading.Thread | None = None
@@ -84,26 +85,27 @@ class PolicyNode(LifecycleNode):
 
     # -------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.cfg = SimpleNamespace(**{name: self.param(name) for name in PARAMETERS})  # read once per configure
         try:
             self._load_policy()
         except Exception as error:  # a bad checkpoint or device: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {error}")
             return FAILURE
-        self.scheduler = ActionScheduler(self.param("ensemble_decay"))
-        self.limiter = ActionLimiter(self.param("action_low"), self.param("action_high"), self.param("max_action_rate"))
-        self.inputs = InputBuffer(self.streams, self.param("pair_tolerance_ms") / 1e3)
+        self.scheduler = ActionScheduler(self.cfg.ensemble_decay)
+        self.limiter = ActionLimiter(self.cfg.action_low, self.cfg.action_high, self.cfg.max_action_rate)
+        self.inputs = InputBuffer(self.streams, self.cfg.pair_tolerance_ms / 1e3)
         self.lock = threading.Lock()  # scheduler, limiter and status between the threads
         self._create_interfaces()
         return SUCCESS
 
     def _load_policy(self) -> None:
-        checkpoint = self.param("checkpoint")
+        checkpoint = self.cfg.checkpoint
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors>")
-        torch.set_num_threads(self.param("inference_threads"))
-        self.policy = Policy.from_checkpoint(checkpoint, device=self.param("device"))
+        torch.set_num_threads(self.cfg.inference_threads)
+        self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device)
         model = self.policy.config.model
-        self.cameras = self.param("cameras") or list(model.vision.cameras)
+        self.cameras = self.cfg.cameras or list(model.vision.cameras)
         unknown = set(self.cameras) - set(model.vision.cameras)
         if unknown:
             raise ValueError(f"cameras {sorted(unknown)} are not inputs of this checkpoint ({list(model.vision.cameras)})")
@@ -115,7 +117,7 @@ class PolicyNode(LifecycleNode):
         self.streams = [f"camera/{c}" for c in self.cameras] + ["joint_states"] + (["eef_pose"] if self.needs_pose else [])
         warm = {f"{c}_image": np.zeros((model.vision.image_size,) * 2 + (3,), np.uint8) for c in self.cameras}
         warm.update(joint_pos=np.zeros(7), gripper_qpos=np.zeros(2), eef_pos=np.zeros(3), eef_quat=np.array([1.0, 0, 0, 0]))
-        for _ in range(self.param("warmup_iterations")):
+        for _ in range(self.cfg.warmup_iterations):
             self.policy.predict_chunk(warm, "warm up")
         self.get_logger().info(f"loaded {checkpoint} on {self.policy.device}; inputs {self.streams}")
 
@@ -145,7 +147,7 @@ class PolicyNode(LifecycleNode):
         with self.lock:
             self.scheduler.reset()
             self.limiter.reset()
-        self.control_timer = self.create_timer(1.0 / self.param("control_rate_hz"), self._tick)
+        self.control_timer = self.create_timer(1.0 / self.cfg.control_rate_hz, self._tick)
         self._running = True
         self._thread = threading.Thread(target=self._inference_loop, name="vla_inference", daemon=True)
         self._thread.start()
@@ -205,7 +207,7 @@ class PolicyNode(LifecycleNode):
         self.inputs.put(f"camera/{camera}", conv.stamp_to_seconds(msg.header.stamp), {f"{camera}_image": pixels}, self._now())
 
     def _on_joints(self, msg: JointState) -> None:
-        arm, gripper = self.param("arm_joint_names"), self.param("gripper_joint_names")
+        arm, gripper = self.cfg.arm_joint_names, self.cfg.gripper_joint_names
         try:
             positions = conv.joint_state_to_numpy(msg, arm + gripper)
         except conv.InvalidMessage as error:
@@ -242,11 +244,11 @@ class PolicyNode(LifecycleNode):
             return f"model failed: {self.model_error}"
         if not self.inputs.instruction:
             return "no instruction on vla/instruction"
-        stale = {s: age for s, age in self.inputs.staleness(now).items() if age * 1e3 > self.param("max_staleness_ms")}
+        stale = {s: age for s, age in self.inputs.staleness(now).items() if age * 1e3 > self.cfg.max_staleness_ms}
         if stale:
             return "stale inputs: " + ", ".join(f"{s} {'never received' if age == float('inf') else f'{age * 1e3:.0f} ms'}"
                                                 for s, age in stale.items())
-        threshold = self.param("surprise_threshold")
+        threshold = self.cfg.surprise_threshold
         if threshold > 0 and self.surprise is not None and self.surprise > threshold:
             return f"world-model surprise {self.surprise:.3f} > {threshold}"
         return None
@@ -263,7 +265,7 @@ class PolicyNode(LifecycleNode):
                 action = self.limiter.hold()
                 self.limiter.last = action
             else:
-                action = self.limiter.limit(action, 1.0 / self.param("control_rate_hz"))
+                action = self.limiter.limit(action, 1.0 / self.cfg.control_rate_hz)
                 newest = self.scheduler.queue[-1].start
                 if newest != self._played_start:
                     self._played_start = newest
@@ -307,14 +309,13 @@ class PolicyNode(LifecycleNode):
                 if self.scheduler.queue and observation.stamp < self.scheduler.queue[-1].start:
                     self.scheduler.reset()  # the clock went back (a restarted robot or bag): start over
                 self.scheduler.add(chunk, start=observation.stamp)
-        self.obs_to_chunk_s.append(self._now() - observation.stamp)
         self.chunk_pub.publish(conv.chunk_to_trajectory(chunk, conv.seconds_to_stamp(observation.stamp)))
         return pending
 
     # ------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         now = self._now()
-        ticks = np.diff(np.asarray(self.tick_times)[-100:])  # the last ~2 s
+        loop = loop_stats(list(self.tick_times)[-100:], 1.0 / self.cfg.control_rate_hz)  # the last ~2 s
         status = DiagnosticStatus(name="vla_ros: policy_node", hardware_id=str(self.policy.device if self.policy else ""))
         status.level = DiagnosticStatus.OK if self.hold_reason is None else DiagnosticStatus.WARN
         if self.model_error or not self.enabled:
@@ -322,20 +323,17 @@ class PolicyNode(LifecycleNode):
         status.message = "running" if self.hold_reason is None else f"holding: {self.hold_reason}"
         values = {"state": self._state_machine.current_state[1],
                   "instruction": self.inputs.instruction or "",
-                  "control_rate_hz": f"{1.0 / ticks.mean():.1f}" if len(ticks) else "0",
-                  "control_jitter_p50_ms": f"{percentile_ms(abs(ticks - 1.0 / self.param('control_rate_hz')), 50):.2f}",
-                  "control_jitter_p99_ms": f"{percentile_ms(abs(ticks - 1.0 / self.param('control_rate_hz')), 99):.2f}",
+                  "control_rate_hz": f"{loop['rate_hz']:.1f}",
+                  "control_jitter_p50_ms": f"{loop['jitter_p50_ms']:.2f}",
+                  "control_jitter_p99_ms": f"{loop['jitter_p99_ms']:.2f}",
                   "inference_p50_ms": f"{percentile_ms(self.inference_s, 50):.1f}",
                   "inference_p95_ms": f"{percentile_ms(self.inference_s, 95):.1f}",
-                  "obs_to_chunk_p95_ms": f"{percentile_ms(self.obs_to_chunk_s, 95):.1f}",
                   "stamp_to_action_p95_ms": f"{percentile_ms(self.stamp_to_action_s, 95):.1f}",
                   "surprise": "" if self.surprise is None else f"{self.surprise:.4f}"}
-        for stream, rate in self.inputs.rates(now).items():
-            values[f"rate_hz/{stream}"] = f"{rate:.1f}"
-        for stream, age in self.inputs.staleness(now).items():
-            values[f"staleness_ms/{stream}"] = "never" if age == float("inf") else f"{age * 1e3:.0f}"
-        for kind, count in self.rejected.items():
-            values[f"rejected/{kind}"] = str(count)
+        values.update({f"rate_hz/{s}": f"{r:.1f}" for s, r in self.inputs.rates(now).items()})
+        values.update({f"staleness_ms/{s}": "never" if age == float("inf") else f"{age * 1e3:.0f}"
+                       for s, age in self.inputs.staleness(now).items()})
+        values.update({f"rejected/{kind}": str(count) for kind, count in self.rejected.items()})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = conv.seconds_to_stamp(now)

@@ -154,3 +154,14 @@ def test_estop_holds_until_re_enabled(tiny_checkpoint, tmp_path):
         assert "disabled by vla/enable" in robot.last_diagnostics()["message"]
         assert robot.call(robot.enable, SetBool.Request(data=True)).success
         _running(robot)
+
+
+def test_a_failing_model_holds_and_says_why(tiny_checkpoint, tmp_path):
+    # six arm joints configured where the checkpoint was trained on seven: every inference raises
+    with policy_node(tiny_checkpoint, tmp_path, arm_joint_names=ARM[:6]) as (robot, proc):
+        robot.instruction.publish(String(data="lift the cube"))
+        robot.spin_until(lambda: "model failed" in robot.last_diagnostics().get("message", ""), 60,
+                         "a 'model failed' diagnostic", publish_hz=20)
+        assert "proprio" in robot.last_diagnostics()["message"]
+        robot.spin_for(0.5, publish_hz=20)
+        assert proc.poll() is None and all(is_hold(a) for a in robot.actions_since(time.monotonic() - 0.4))

@@ -69,9 +69,13 @@ def test_inputs_pair_by_stamp_within_tolerance():
     buffer.put("camera/a", 1.04, {"a_image": "frame"}, now=1.06)
     obs = buffer.latest()
     assert obs.stamp == 1.04 and obs.obs == {"a_image": "frame", "joint_pos": 2}  # nearest, not newest
-    buffer.put("camera/a", 1.20, {"a_image": "late"}, now=1.2)
-    assert buffer.latest() is None  # no joints within 30 ms of the newest frame
-    assert buffer.staleness(now=1.3)["joint_states"] == pytest.approx(0.25)
+    buffer.put("camera/a", 1.20, {"a_image": "next"}, now=1.2)  # its joint state is still on the way
+    assert buffer.latest().stamp == 1.04  # the newest *complete* observation
+    assert buffer.wait_for_observation_after(1.04, timeout=0.01) is None
+    buffer.put("joint_states", 1.20, {"joint_pos": 3}, now=1.21)
+    obs = buffer.wait_for_observation_after(1.04, timeout=0.01)
+    assert obs.stamp == 1.20 and obs.obs == {"a_image": "next", "joint_pos": 3}
+    assert buffer.staleness(now=1.3)["joint_states"] == pytest.approx(0.1)
 
 
 def test_limiter_clips_rate_limits_and_holds_the_gripper():

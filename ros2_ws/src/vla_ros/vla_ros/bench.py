@@ -30,6 +30,9 @@ from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.policy_node import SUCCESS, SWITCH_INTERVAL_S, PolicyNode
 
 
+WARMUP_S = 10.0
+
+
 def _loop_stats(node: PolicyNode, since: float, period: float) -> dict:
     return loop_stats([t for t in node.tick_times if t >= since], period)
 
@@ -53,6 +56,7 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
             while node.inputs.latest() is None:  # wait for the sim's first paired observation
                 assert time.monotonic() < deadline, f"no observation from sim_node; see {log_dir}/sim_node.log"
                 time.sleep(0.1)
+            time.sleep(WARMUP_S)  # the simulator's first steps (numba compiles, renderer warms up)
             start = time.monotonic()
             time.sleep(seconds)
             idle = _loop_stats(node, start, period)

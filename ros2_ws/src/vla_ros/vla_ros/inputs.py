@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 HISTORY = 32  # stamped samples kept per stream for pairing
+RATE_WINDOW = 2.0  # seconds over which input rates are measured
 
 
 @dataclass
@@ -32,7 +33,7 @@ class InputBuffer:
         """`streams`: names of every input the observation needs; the first is the reference camera."""
         self.streams, self.tolerance = list(streams), tolerance
         self.history: dict[str, deque[Stamped]] = {s: deque(maxlen=HISTORY) for s in streams}
-        self.received_at: dict[str, deque[float]] = {s: deque(maxlen=HISTORY) for s in streams}
+        self.received_at: dict[str, deque[float]] = {s: deque(maxlen=1000) for s in streams}  # up to 500 Hz
         self.instruction: str | None = None
         self.lock = threading.Lock()
         self.new_frame = threading.Condition(self.lock)
@@ -41,8 +42,7 @@ class InputBuffer:
         with self.lock:
             self.history[stream].append(Stamped(stamp, value))
             self.received_at[stream].append(now)
-            if stream == self.streams[0]:
-                self.new_frame.notify_all()
+            self.new_frame.notify_all()
 
     def set_instruction(self, text: str) -> bool:
         """True when the instruction changed."""
@@ -55,31 +55,43 @@ class InputBuffer:
         with self.lock:
             return {s: (now - h[-1].stamp) if h else float("inf") for s, h in self.history.items()}
 
-    def rates(self, now: float, window: float = 2.0) -> dict[str, float]:
+    def rates(self, now: float, window: float = RATE_WINDOW) -> dict[str, float]:
         """Messages per second received on each stream over the last `window` seconds."""
         with self.lock:
             return {s: sum(1 for t in r if now - t <= window) / window for s, r in self.received_at.items()}
 
     def latest(self) -> Observation | None:
-        """The newest complete observation, or None when some stream has nothing within tolerance."""
+        """The newest complete observation: the newest reference frame for which every stream has
+        a sample within tolerance (streams of one stamp arrive one after another), or None."""
         with self.lock:
-            reference = self.history[self.streams[0]]
-            if not reference:
+            for anchor in reversed(self.history[self.streams[0]]):
+                observation = self._paired(anchor)
+                if observation is not None:
+                    return observation
+            return None
+
+    def _paired(self, anchor: Stamped) -> Observation | None:
+        observation = Observation(anchor.stamp)
+        for stream in self.streams:
+            nearest = min(self.history[stream], key=lambda s: abs(s.stamp - anchor.stamp), default=None)
+            if nearest is None or abs(nearest.stamp - anchor.stamp) > self.tolerance:
                 return None
-            anchor = reference[-1]
-            obs = Observation(anchor.stamp)
-            for stream in self.streams:
-                nearest = min(self.history[stream], key=lambda s: abs(s.stamp - anchor.stamp), default=None)
-                if nearest is None or abs(nearest.stamp - anchor.stamp) > self.tolerance:
-                    return None
-                obs.obs.update(nearest.value)
-            return obs
+            observation.obs.update(nearest.value)
+        return observation
 
-    def wait_for_frame_after(self, stamp: float, timeout: float) -> bool:
-        """Block until the reference camera has a frame newer than `stamp` (or the timeout)."""
+    def wait_for_observation_after(self, stamp: float, timeout: float) -> Observation | None:
+        """Block until a complete observation newer than `stamp` exists; it, or None on timeout."""
+        found: list[Observation] = []
+
+        def newer() -> bool:
+            for anchor in reversed(self.history[self.streams[0]]):
+                if anchor.stamp <= stamp:
+                    return False
+                observation = self._paired(anchor)
+                if observation is not None:
+                    found.append(observation)
+                    return True
+            return False
+
         with self.new_frame:
-            return self.new_frame.wait_for(
-                lambda: bool(self.history[self.streams[0]]) and self.history[self.streams[0]][-1].stamp > stamp,
-                timeout,
-            )
-
+            return found[-1] if self.new_frame.wait_for(newer, timeout) else None

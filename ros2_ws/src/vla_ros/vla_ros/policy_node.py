@@ -54,6 +54,7 @@ PARAMETERS = {
     "action_high": [1.0] * 7,
     "max_action_rate": 20.0,  # per second, arm dimensions
     "ensemble_decay": 0.1,
+    "replan_period_ms": 0.0,  # least time between chunks; 0: a chunk for every new observation
     "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
     "warmup_iterations": 3,
     "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop
@@ -277,12 +278,14 @@ class PolicyNode(LifecycleNode):
     def _inference_loop(self) -> None:
         last_stamp, pending = -np.inf, None  # pending: (due time, predicted future latent)
         while self._running:
-            if not self.inputs.wait_for_frame_after(last_stamp, timeout=0.1):
+            observation = self.inputs.wait_for_observation_after(last_stamp, timeout=0.1)
+            if observation is None:
                 continue
-            observation, instruction = self.inputs.latest(), self.inputs.instruction
-            if observation is None or not instruction or not self.enabled:
+            last_stamp = observation.stamp  # each observation is considered once, used or not
+            instruction = self.inputs.instruction
+            if not instruction or not self.enabled:
                 continue
-            last_stamp = observation.stamp
+            started = time.monotonic()
             try:
                 pending = self._infer(observation, instruction, pending)
                 self.model_error = None
@@ -291,6 +294,9 @@ class PolicyNode(LifecycleNode):
                     return  # shutting down: publishers are gone
                 self.model_error = f"{type(error).__name__}: {error}"
                 self.get_logger().error(f"inference failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
+            rest = self.cfg.replan_period_ms / 1e3 - (time.monotonic() - started)
+            if rest > 0:
+                time.sleep(rest)
 
     def _infer(self, observation, instruction: str, pending):
         policy, started = self.policy, time.perf_counter()

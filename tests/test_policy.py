@@ -80,3 +80,10 @@ def test_replanning_less_often_than_the_chunk_length_never_runs_dry(policy):
     policy.reset()
     actions = [policy.select_action(_obs()) for _ in range(12)]
     assert all(np.isfinite(a).all() for a in actions)
+
+
+def test_chunk_with_world_model_future_and_its_surprise(policy):
+    chunk, future = policy.predict_chunk_and_future(_obs())
+    assert chunk.actions.shape == (4, 7) and future.shape[:2] == (1, len(policy.config.model.vision.cameras))
+    surprise = policy.surprise(future, _obs())
+    assert 0.0 <= surprise <= 2.0  # cosine distance of unit latents

@@ -13,9 +13,9 @@ from sim.tasks.motion import CLOSE, OPEN, grasp_yaw, move_action, quat_yaw, rota
 HOVER = 0.10  # metres above an object before descending
 GRASP_STEPS = 12  # the Panda gripper needs ~10 control steps to close fully
 RELEASE_STEPS = 8
-# The descent keeps at least this speed until the grasp threshold: a proportional approach creeps
-# in with ever smaller actions, and policies cloned from it stall a centimetre above the cube.
-DESCEND_MIN_SPEED = 0.3
+# Approach and descent keep at least this speed until their thresholds: a proportional approach
+# creeps in with ever smaller actions, and policies cloned from it stall where it crept.
+MIN_SPEED = 0.3
 
 
 @dataclass
@@ -56,16 +56,17 @@ class GraspExpert(_Phases):
     def _approach(self) -> np.ndarray:
         pos, yaw = self._target()
         hover = pos + [0, 0, HOVER]
-        if np.linalg.norm(hover - self.env.eef_pos) < 0.015 and self._yaw_error(yaw) < 0.05:
-            self._goto("descend")
-        return self._action(hover, yaw, OPEN)
+        error = hover - self.env.eef_pos
+        if np.linalg.norm(error[:2]) < 0.015 and abs(error[2]) < 0.03 and self._yaw_error(yaw) < 0.15:
+            self._goto("descend")  # the descent finishes the turn; no stop at the hover point
+        return self._action(hover, yaw, OPEN, min_speed=MIN_SPEED)
 
     def _descend(self) -> np.ndarray:
         pos, yaw = self._target()
         grasp_at = pos - [0, 0, 0.005]
         if np.linalg.norm(grasp_at - self.env.eef_pos) < 0.008 or self.phase_steps > 40:
             self._goto("grasp")
-        return self._action(grasp_at, yaw, OPEN, speed=0.6, min_speed=DESCEND_MIN_SPEED)
+        return self._action(grasp_at, yaw, OPEN, speed=0.6, min_speed=MIN_SPEED)
 
     def _grasp(self) -> np.ndarray:
         pos, yaw = self._target()

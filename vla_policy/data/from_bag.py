@@ -1,7 +1,9 @@
 """rosbag2 recordings (policy or teleoperation sessions) -> the HDF5 training format.
 
-Each file of the bag that holds an instruction, camera frames and actions becomes one demo
-(recorder_node starts a file per episode). A step is one frame of the reference (first) camera:
+Each file of the bag that holds camera frames and actions becomes one demo (recorder_node starts
+a file per episode at each `sim/episode`; when the bag has those markers, files without one -- what
+was recorded before the first episode -- are skipped); its instruction is the first recorded in
+the file, or the last one before it. A step is one frame of the reference (first) camera:
 the other cameras, joint states and end-effector pose nearest to its stamp form the observation,
 and the action is the newest `vla/action` received before the next frame -- the command the
 robot executed between the two frames. An episode ends at its first success or episode-end
@@ -41,6 +43,7 @@ class BagTopics:
     action: str = "/vla/action"
     success: str = "/vla/success"
     episode_end: str = "/sim/episode_end"
+    episode_start: str = "/sim/episode"  # when the bag has it, only files that hold one are episodes
     arm_joints: tuple[str, ...] = SIM_ARM
     gripper_joints: tuple[str, ...] = SIM_GRIPPER
 
@@ -71,7 +74,7 @@ def _image(msg) -> np.ndarray:
 def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
     """Every message of one bag file, decoded into numpy and grouped by role."""
     streams: dict[str, _Stream] = {name: _Stream() for name in ("joints", "pose", "action", *topics.cameras)}
-    instructions, ends = [], []
+    instructions, ends, starts = [], [], 0
     by_topic = {topics.camera_topic(c): c for c in topics.cameras}
     names = list(topics.arm_joints + topics.gripper_joints)
     for connection, log_time, raw in reader.messages():
@@ -94,9 +97,11 @@ def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
             streams["action"].values.append(np.asarray(msg.data, dtype=np.float64))
         elif topic == topics.instruction:
             instructions.append(msg.data)
+        elif topic == topics.episode_start:
+            starts += 1
         elif (topic == topics.success and msg.data) or topic == topics.episode_end:
             ends.append((received, bool(msg.data)))
-    return {"streams": streams, "instructions": instructions, "ends": ends}
+    return {"streams": streams, "instructions": instructions, "ends": ends, "starts": starts}
 
 
 def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | None:
@@ -111,7 +116,7 @@ def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | 
     steps = []
     for i in range(len(reference.stamps) - 1):
         received_next = reference.values[i + 1][0]
-        if reference.values[i][0] >= end_time:
+        if received_next >= end_time:  # the next frame shows no action's result: the episode is over
             break
         before = np.nonzero(action_times < received_next)[0]
         if len(before):
@@ -139,7 +144,7 @@ def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | 
     dones = np.zeros(length, np.uint8)
     dones[-1] = 1
     return Episode(obs=arrays, actions=actions, states=np.zeros((length, 0)), rewards=rewards, dones=dones,
-                   final_state=np.zeros(0), instruction=data["instructions"][-1], task=task, seed=index,
+                   final_state=np.zeros(0), instruction=data["instructions"][0], task=task, seed=index,
                    success=success, goal={"source": "rosbag2"})
 
 
@@ -153,11 +158,17 @@ def convert_bag(bag: str | Path, out: str | Path, task: str = "rosbag", topics: 
     typestore = get_typestore(Stores.ROS2_KILTED)
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     files = [bag / p for p in info["relative_file_paths"]]
-    episodes, periods, skipped = [], [], 0
+    marked = any(t["topic_metadata"]["name"] == topics.episode_start for t in info["topics_with_message_count"])
+    episodes, periods, skipped, last_instruction = [], [], 0, []
     for path in tqdm(files, desc=f"read {bag.name}", unit="file"):
         with AnyReader([path], default_typestore=typestore) as reader:
             data = _read_file(reader, topics)
-        episode = _episode(data, topics, task, len(episodes))
+        own = data["instructions"]
+        # An instruction holds until the next one; the one for this episode may have arrived just
+        # before the split (topics are not ordered against each other), so it is carried over.
+        data["instructions"] = own[:1] or last_instruction
+        last_instruction = own[-1:] or last_instruction
+        episode = None if marked and not data["starts"] else _episode(data, topics, task, len(episodes))
         if episode is None:
             skipped += 1
             continue

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import random
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from std_msgs.msg import String
 
 from vla_ros.closed_loop import CONFIG_DIR, SHIPPED_CHECKPOINT, node_command, ros_processes
 from vla_ros.timing import loop_stats, percentile_ms
-from vla_ros.policy_node import SUCCESS, SWITCH_INTERVAL_S, PolicyNode
+from vla_ros.policy_node import SUCCESS, PolicyNode
 
 
 WARMUP_S = 10.0
@@ -37,13 +36,15 @@ def _loop_stats(node: PolicyNode, since: float, period: float) -> dict:
     return loop_stats([t for t in node.tick_times if t >= since], period)
 
 
-def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros")) -> dict:
+def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros"),
+              overrides: list[str] = ()) -> dict:
+    """`overrides`: extra policy_node parameters as name:=value (e.g. replan_period_ms:=100.0)."""
     domain = random.Random(os.getpid()).randrange(1, 200)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as policy_node's main does
     sim = node_command("sim_node", CONFIG_DIR / "sim.yaml", {"auto_reset": True, "publish_instruction": False})
     with ros_processes({"sim_node": sim}, domain, log_dir):
         rclpy.init(domain_id=domain, args=["--ros-args", "--params-file", str(CONFIG_DIR / "policy.yaml"),
-                                           "-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}"])
+                                           "-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}",
+                                           *[arg for o in overrides for arg in ("-p", o)]])
         node = PolicyNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
@@ -85,6 +86,7 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
             rclpy.try_shutdown()
     return {
         "benchmark": "ros", "checkpoint": str(checkpoint), "device": device, "seconds_per_phase": seconds,
+        "policy_node_overrides": list(overrides),
         "control_rate_hz_target": 1.0 / period, "idle": idle, "running": running,
         "jitter_p99_ratio_running_to_idle": round(running["jitter_p99_ms"] / max(idle["jitter_p99_ms"], 1e-9), 2),
         "goals": {"rate_hz": ">= 50", "jitter_p99_ms": "< 2", "ratio": "<= 1.5", "camera_stamp_to_action_p95_ms": "< 40"},
@@ -99,8 +101,9 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="per phase")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="a policy_node parameter")
     args = p.parse_args(argv)
-    result = bench_ros(args.checkpoint, args.seconds, args.device)
+    result = bench_ros(args.checkpoint, args.seconds, args.device, overrides=args.set)
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -176,6 +176,9 @@ def run_closed_loop(checkpoint: str | Path, episodes: int, out: str | Path, task
 
             driver.spin_until(lambda: alive() and driver.diagnostics.get("state") == "active", 120,
                               "policy_node to become active")
+            if record:  # the recorder must be listening before the first episode starts
+                driver.spin_until(lambda: alive() and driver.count_subscribers("sim/episode") >= 2, 60,
+                                  "recorder_node to subscribe")
             if on_running is not None:
                 on_running(driver)
             for index in range(episodes):

@@ -9,7 +9,6 @@ in the diagnostics. Inference runs in a thread of its own on the newest stamp-pa
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import traceback
@@ -36,9 +35,6 @@ from vla_ros.inputs import InputBuffer
 from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.safety import ActionLimiter
 
-# The model's Python glue holds the GIL between torch ops; a short switch interval bounds how long
-# the control timer can wait for it (CPython's default is 5 ms, a quarter of a 50 Hz tick).
-SWITCH_INTERVAL_S = 0.0005
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 PARAMETERS = {
@@ -347,7 +343,6 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args=None) -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     rclpy.init(args=args)
     node = PolicyNode()
     executor = SingleThreadedExecutor()  # measured: held 50 Hz at ~1 ms where the multi-threaded one did not

@@ -11,13 +11,13 @@ import subprocess
 
 from vla_policy.data.from_bag import convert_bag
 from vla_policy.data.hdf5_dataset import read_episode, open_dataset, validate_dataset
-from vla_ros.closed_loop import SHIPPED_CHECKPOINT
+from vla_ros.closed_loop import SHIPPED_CHECKPOINT, find_executable
 
 
 def test_make_demo_runs_the_shipped_checkpoint_through_the_nodes_and_the_session_becomes_data(tmp_path):
     bag = tmp_path / "bag"
-    out = subprocess.run(["ros_demo", "--episodes", "1", "--out", str(tmp_path / "run"), "--record", str(bag)],
-                         capture_output=True, text=True, timeout=300, check=True)
+    command = [find_executable("ros_demo"), "--episodes", "1", "--out", str(tmp_path / "run"), "--record", str(bag)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     assert "episode 0" in out.stdout and "through ROS 2" in out.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["episodes"] == 1 and report["checkpoint"] == str(SHIPPED_CHECKPOINT)

@@ -3,7 +3,6 @@
 import time
 
 import numpy as np
-import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from std_msgs.msg import String

@@ -35,7 +35,6 @@ from pathlib import Path
 import yaml
 
 from vla_policy.config import load_config
-from vla_policy.eval.metrics import rate_summary
 
 PHASES = ("train", "eval", "table")
 

@@ -55,13 +55,20 @@ def ros_value(value) -> str:
     return str(value)
 
 
+def find_executable(name: str) -> str:
+    """A vla_ros console script: beside this Python (its venv's bin/, even when not activated),
+    else on PATH (a sourced colcon install)."""
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.is_file() else shutil.which(name)
+    if path is None:
+        raise FileNotFoundError(f"executable {name!r} is neither in {beside.parent} nor on PATH; install the package "
+                                f"(pip install -e ros2_ws/src/vla_ros, or colcon build and source install/setup.bash)")
+    return path
+
+
 def node_command(executable: str, params_file: str | None, overrides: dict) -> list[str]:
     """The command line `ros2 launch` would run for a vla_ros Node with these parameters."""
-    path = shutil.which(executable)
-    if path is None:
-        raise FileNotFoundError(f"executable {executable!r} not on PATH; install the package "
-                                f"(pip install -e ros2_ws/src/vla_ros, or colcon build and source install/setup.bash)")
-    command = [path, "--ros-args"] + (["--params-file", str(params_file)] if params_file else [])
+    command = [find_executable(executable), "--ros-args"] + (["--params-file", str(params_file)] if params_file else [])
     for name, value in overrides.items():
         command += ["-p", f"{name}:={ros_value(value)}"]
     return command

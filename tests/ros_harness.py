@@ -75,11 +75,11 @@ class Robot(Node):
                 next_publish += 1.0 / publish_hz
             rclpy.spin_once(self, timeout_sec=0.005)
 
-    def spin_until(self, condition, timeout: float, what: str, publish_hz: float = 0.0) -> None:
+    def spin_until(self, condition, timeout: float, what: str, publish_hz: float = 0.0, **publish) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-            self.spin_for(0.05, publish_hz)
+            self.spin_for(0.05, publish_hz, **publish)
 
     def call(self, client, request, timeout: float = 30.0):
         self.spin_until(client.service_is_ready, timeout, f"service {client.srv_name}")

@@ -78,7 +78,8 @@ def test_stale_camera_holds_within_a_tick(tiny_checkpoint, tmp_path):
         # stale from last_frame + 200 ms; one 20 ms tick later every action must hold (plus transport slack)
         late = [a for t, a in robot.actions if t > last_frame + 0.2 + 0.02 + 0.08]
         assert late and all(is_hold(a) for a in late)
-        assert "stale inputs: camera/agentview" in robot.last_diagnostics()["message"]
+        robot.spin_until(lambda: "stale inputs: camera/agentview" in robot.last_diagnostics()["message"], 3,
+                         "the 1 Hz diagnostics to say why", publish_hz=20, cameras=("wrist",))
         robot.spin_until(lambda: not is_hold(robot.actions[-1][1]), 10, "recovery", publish_hz=20)
 
 
@@ -150,7 +151,8 @@ def test_estop_holds_until_re_enabled(tiny_checkpoint, tmp_path):
         robot.spin_for(1.0, publish_hz=20)
         after = robot.actions_since(stopped + 0.1)
         assert after and all(is_hold(a) for a in after)
-        assert "disabled by vla/enable" in robot.last_diagnostics()["message"]
+        robot.spin_until(lambda: "disabled by vla/enable" in robot.last_diagnostics()["message"], 3,
+                         "the 1 Hz diagnostics to say why", publish_hz=20)
         assert robot.call(robot.enable, SetBool.Request(data=True)).success
         _running(robot)
 

@@ -13,7 +13,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float64MultiArray, String
@@ -22,11 +21,10 @@ from std_srvs.srv import SetBool
 from vla_ros import conversions as conv
 from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
 from vla_ros.policy_node import PARAMETERS as POLICY_PARAMETERS
+from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 
 ARM = POLICY_PARAMETERS["arm_joint_names"]
 GRIPPER = POLICY_PARAMETERS["gripper_joint_names"]
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Robot(Node):
@@ -35,10 +33,10 @@ class Robot(Node):
     def __init__(self, image_size: int = 32):
         super().__init__("test_robot")
         self.size = image_size
-        self.images = {c: self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
+        self.images = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR)
                        for c in ("agentview", "wrist")}
-        self.joints = self.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
-        self.pose = self.create_publisher(PoseStamped, "eef_pose", qos_profile_sensor_data)
+        self.joints = self.create_publisher(JointState, "joint_states", SENSOR)
+        self.pose = self.create_publisher(PoseStamped, "eef_pose", SENSOR)
         self.instruction = self.create_publisher(String, "vla/instruction", LATCHED)
         self.actions: list[tuple[float, np.ndarray]] = []
         self.diagnostics: list[dict] = []

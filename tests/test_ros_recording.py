@@ -7,13 +7,12 @@ import time
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 from std_msgs.msg import Float64MultiArray, UInt32
 from std_srvs.srv import Trigger
 
-from ros_harness import LATCHED
+from vla_ros.qos import LATCHED, RELIABLE
 from vla_policy.data.from_bag import convert_bag
 from vla_policy.data.hdf5_dataset import dataset_info, open_dataset, read_episode, validate_dataset
 from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
@@ -26,7 +25,7 @@ class Teleop(Node):
 
     def __init__(self):
         super().__init__("teleop")
-        self.pub = self.create_publisher(Float64MultiArray, "vla/action", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.pub = self.create_publisher(Float64MultiArray, "vla/action", RELIABLE)
         self.sent: list[np.ndarray] = []
         self.episode = -1
         self.create_subscription(UInt32, "sim/episode", lambda m: setattr(self, "episode", m.data), LATCHED)

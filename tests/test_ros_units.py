@@ -80,7 +80,7 @@ def test_inputs_pair_by_stamp_within_tolerance():
 
 def test_limiter_clips_rate_limits_and_holds_the_gripper():
     limiter = ActionLimiter(low=[-0.5] * 6 + [-1.0], high=[0.5] * 6 + [1.0], max_rate=10.0)
-    assert limiter.hold()[-1] == -1.0  # nothing commanded yet: open
+    assert ActionLimiter(limiter.low, limiter.high, 10.0).hold()[-1] == -1.0  # nothing commanded yet: open
     first = limiter.limit(np.r_[np.full(6, 0.9), 1.0], dt=0.02)
     assert np.allclose(first[:6], 0.5) and first[6] == 1.0
     second = limiter.limit(np.r_[np.full(6, -0.9), -1.0], dt=0.02)

@@ -114,32 +114,36 @@ class Policy:
         }
 
     # ---------------------------------------------------------------- outputs
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _chunk(self, normalised: torch.Tensor) -> ActionChunk:
+        """(1, H, A) normalised model output -> the unnormalised chunk played from this step."""
+        return ActionChunk(self.stats.unnormalize_actions(normalised[0].float().cpu().numpy()), self.dt, start_step=self.step)
+
     @torch.no_grad()
     def predict_chunk(self, obs: dict, instruction: str | None = None) -> ActionChunk:
         """A whole chunk (H, A) of unnormalised actions for this observation."""
         batch = self.make_batch(obs, instruction)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            normalised = self.model.sample_actions(batch, self.generator)[0].float().cpu().numpy()
-        return ActionChunk(self.stats.unnormalize_actions(normalised), self.dt, start_step=self.step)
-
-    @property
-    def has_world_model(self) -> bool:
-        return getattr(self.model, "world_model", None) is not None
+        with self._autocast():
+            return self._chunk(self.model.sample_actions(batch, self.generator))
 
     @torch.no_grad()
-    def predict_chunk_and_future(self, obs: dict, instruction: str | None = None) -> tuple[ActionChunk, torch.Tensor]:
-        """The chunk and (1, C, D) the visual latent the world model expects once it has been played."""
+    def predict_chunk_and_future(self, obs: dict, instruction: str | None = None) -> tuple[ActionChunk, torch.Tensor | None]:
+        """The chunk and (1, C, D) the visual latent the world model expects once it has been played
+        (None for a model without a world model)."""
+        if getattr(self.model, "world_model", None) is None:
+            return self.predict_chunk(obs, instruction), None
         batch = self.make_batch(obs, instruction)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with self._autocast():
             normalised, future = self.model.sample_actions_and_future(batch, self.generator)
-        chunk = ActionChunk(self.stats.unnormalize_actions(normalised[0].float().cpu().numpy()), self.dt, start_step=self.step)
-        return chunk, future.float()
+            return self._chunk(normalised), future.float()
 
     @torch.no_grad()
     def surprise(self, predicted_future: torch.Tensor, obs: dict) -> float:
         """World-model surprise: distance between a predicted latent and this observation's."""
         batch = self.make_batch(obs, "")
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with self._autocast():
             return float(self.model.surprise(predicted_future, batch["images"], batch["camera_mask"])[0])
 
     def select_action(self, obs: dict) -> np.ndarray:

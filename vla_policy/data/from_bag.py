@@ -28,6 +28,7 @@ from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
 from vla_policy.data.hdf5_dataset import DatasetError, write_episode
+from vla_policy.data.images import decode_rgb
 from vla_policy.types import Episode
 
 SIM_ARM = tuple(f"robot0_joint{i}" for i in range(1, 8))
@@ -65,12 +66,6 @@ def _stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
-def _image(msg) -> np.ndarray:
-    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
-    pixels = rows.reshape(msg.height, msg.width, 3)
-    return (pixels[..., ::-1] if msg.encoding == "bgr8" else pixels).copy()
-
-
 def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
     """Every message of one bag file, decoded into numpy and grouped by role."""
     streams: dict[str, _Stream] = {name: _Stream() for name in ("joints", "pose", "action", *topics.cameras)}
@@ -82,7 +77,8 @@ def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
         topic, received = connection.topic, log_time * 1e-9
         if topic in by_topic:
             streams[by_topic[topic]].stamps.append(_stamp(msg))
-            streams[by_topic[topic]].values.append((received, _image(msg)))
+            image = decode_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding)
+            streams[by_topic[topic]].values.append((received, image))
         elif topic == topics.joint_states:
             index = {n: i for i, n in enumerate(msg.name)}
             if all(n in index for n in names):

@@ -1,11 +1,30 @@
 """The one image preprocessing, shared by training and inference: centre-crop to a square, resize
-with area averaging to the model's size, scale to [0, 1], channels first."""
+with area averaging to the model's size, scale to [0, 1], channels first. And the one decoding of
+raw camera buffers (ROS sensor_msgs/Image layout), shared by the live node and bag conversion."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+_CHANNEL_ORDER = {"rgb8": slice(None), "bgr8": slice(None, None, -1)}
+
+
+def decode_rgb(data: bytes, height: int, width: int, step: int, encoding: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, writable, from an rgb8/bgr8 buffer of `height` rows of `step` bytes
+    (row padding honoured); ValueError saying what is wrong otherwise."""
+    if encoding not in _CHANNEL_ORDER:
+        raise ValueError(f"image encoding {encoding!r} is not supported; use rgb8 or bgr8")
+    if height == 0 or width == 0:
+        raise ValueError(f"image is empty ({height}x{width})")
+    if step < width * 3:
+        raise ValueError(f"image step {step} < width*3 = {width * 3}")
+    if len(data) != step * height:
+        raise ValueError(f"image data has {len(data)} bytes; step*height = {step * height}")
+    rows = np.frombuffer(bytes(data), np.uint8).reshape(height, step)
+    return rows[:, : width * 3].reshape(height, width, 3)[..., _CHANNEL_ORDER[encoding]].copy()
 
 
 def preprocess_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:

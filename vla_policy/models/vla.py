@@ -165,12 +165,17 @@ class VLAModel(nn.Module):
         return self.world_model.predict(self.suffix_runner(cache, prefix_mask, ar)(suffix))
 
     # ----------------------------------------------------------------- inference
+    def _sample(self, batch: dict, generator: torch.Generator | None) -> tuple[Tensor, list, Tensor]:
+        """(B, H, A) normalised actions, and the context cache they were sampled from."""
+        m = self.encode(batch)
+        cache, prefix_mask = self.prefix(m)
+        actions = self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
+        return actions, cache, prefix_mask
+
     @torch.no_grad()
     def sample_actions(self, batch: dict, generator: torch.Generator | None = None) -> Tensor:
         """(B, H, A) normalised action chunk; the context is encoded once for all K flow steps."""
-        m = self.encode(batch)
-        cache, prefix_mask = self.prefix(m)
-        return self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
+        return self._sample(batch, generator)[0]
 
     @torch.no_grad()
     def sample_actions_and_future(self, batch: dict, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -178,9 +183,7 @@ class VLAModel(nn.Module):
         after executing it, from one encoding of the context."""
         if self.world_model is None:
             raise RuntimeError("this model was trained without a world model (world_model_weight = 0)")
-        m = self.encode(batch)
-        cache, prefix_mask = self.prefix(m)
-        actions = self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
+        actions, cache, prefix_mask = self._sample(batch, generator)
         return actions, self._predict_future(cache, prefix_mask, actions)
 
     @torch.no_grad()

@@ -32,10 +32,6 @@ from vla_ros.policy_node import SUCCESS, PolicyNode
 WARMUP_S = 10.0
 
 
-def _loop_stats(node: PolicyNode, since: float, period: float) -> dict:
-    return loop_stats([t for t in node.tick_times if t >= since], period)
-
-
 def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros"),
               overrides: list[str] = ()) -> dict:
     """`overrides`: extra policy_node parameters as name:=value (e.g. replan_period_ms:=100.0)."""
@@ -60,7 +56,7 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
             time.sleep(WARMUP_S)  # the simulator's first steps (numba compiles, renderer warms up)
             start = time.monotonic()
             time.sleep(seconds)
-            idle = _loop_stats(node, start, period)
+            idle = loop_stats([t for t in node.tick_times if t >= start], period)
             publisher = node.create_publisher(String, "vla/instruction", 10)
             node.inference_s.clear()
             node.stamp_to_action_s.clear()
@@ -69,7 +65,7 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
                 time.sleep(0.2)
             start = time.monotonic()
             time.sleep(seconds)
-            running = _loop_stats(node, start, period)
+            running = loop_stats([t for t in node.tick_times if t >= start], period)
             running.update(
                 inference_p50_ms=round(percentile_ms(node.inference_s, 50), 2),
                 inference_p95_ms=round(percentile_ms(node.inference_s, 95), 2),

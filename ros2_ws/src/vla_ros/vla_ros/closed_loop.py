@@ -23,12 +23,13 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, String, UInt32
 from std_srvs.srv import Trigger
 
+from vla_policy.eval.video import write_video
 from vla_ros.conversions import image_to_numpy
+from vla_ros.qos import LATCHED, SENSOR
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the source tree (pip install -e)
 
@@ -43,7 +44,6 @@ def _config_dir() -> Path:
 
 CONFIG_DIR = _config_dir()
 SHIPPED_CHECKPOINT = PACKAGE_DIR.parents[2] / "checkpoints" / "default"
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def ros_value(value) -> str:
@@ -123,7 +123,7 @@ class Driver(Node):
         self.episode, self.ended, self.instruction = -1, None, ""
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_message = ""
-        self.create_subscription(Image, f"camera/{camera}/image_raw", self._on_frame, qos_profile_sensor_data)
+        self.create_subscription(Image, f"camera/{camera}/image_raw", self._on_frame, SENSOR)
         self.create_subscription(UInt32, "sim/episode", lambda m: setattr(self, "episode", m.data), LATCHED)
         self.create_subscription(Bool, "sim/episode_end", lambda m: setattr(self, "ended", m.data), LATCHED)
         self.create_subscription(String, "vla/instruction", lambda m: setattr(self, "instruction", m.data), LATCHED)
@@ -194,8 +194,6 @@ def run_closed_loop(checkpoint: str | Path, episodes: int, out: str | Path, task
                 alive()
                 results.append(result)
                 if driver.frames:
-                    from vla_policy.eval.video import write_video
-
                     videos.append(str(write_video(out / f"episode_{index}.mp4", driver.frames)))
                 print(f"episode {index}  {'SUCCESS' if result['success'] else 'FAIL   '}  {result['seconds']:5.1f} s  "
                       f"\"{result['instruction']}\"  (policy: {driver.diagnostics_message}, inference p50 "

@@ -15,6 +15,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from vla_policy.data.images import decode_rgb
 from vla_policy.types import ActionChunk
 
 # The 7-d action space of vla_stack checkpoints: OSC end-effector delta + gripper.
@@ -41,22 +42,12 @@ def seconds_to_duration(seconds: float) -> Duration:
 
 
 # --------------------------------------------------------------------- images
-_CHANNEL_ORDER = {"rgb8": slice(None), "bgr8": slice(None, None, -1)}
-
-
 def image_to_numpy(msg: Image) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an rgb8/bgr8 Image (row padding in `step` is honoured)."""
-    if msg.encoding not in _CHANNEL_ORDER:
-        raise InvalidMessage(f"image encoding {msg.encoding!r} is not supported; use rgb8 or bgr8")
-    if msg.height == 0 or msg.width == 0:
-        raise InvalidMessage(f"image is empty ({msg.height}x{msg.width})")
-    if msg.step < msg.width * 3:
-        raise InvalidMessage(f"image step {msg.step} < width*3 = {msg.width * 3}")
-    if len(msg.data) != msg.step * msg.height:
-        raise InvalidMessage(f"image data has {len(msg.data)} bytes; step*height = {msg.step * msg.height}")
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    pixels = rows[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return pixels[..., _CHANNEL_ORDER[msg.encoding]].copy()  # writable, contiguous
+    try:
+        return decode_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding)
+    except ValueError as error:
+        raise InvalidMessage(str(error)) from None
 
 
 def numpy_to_image(pixels: np.ndarray, stamp: Time, frame_id: str = "") -> Image:
@@ -120,7 +111,7 @@ def numpy_to_pose(pos: np.ndarray, quat_wxyz: np.ndarray, stamp: Time, frame_id:
 
 # -------------------------------------------------------------------- actions
 def action_to_msg(action: np.ndarray) -> Float64MultiArray:
-    msg = Float64MultiArray(data=[float(x) for x in action])
+    msg = Float64MultiArray(data=np.asarray(action, dtype=np.float64).tolist())
     msg.layout.dim = [MultiArrayDimension(label="action", size=len(action), stride=len(action))]
     return msg
 

@@ -60,15 +60,25 @@ class InputBuffer:
         with self.lock:
             return {s: sum(1 for t in r if now - t <= window) / window for s, r in self.received_at.items()}
 
-    def latest(self) -> Observation | None:
-        """The newest complete observation: the newest reference frame for which every stream has
-        a sample within tolerance (streams of one stamp arrive one after another), or None."""
+    def latest(self, after: float = float("-inf")) -> Observation | None:
+        """The newest complete observation newer than `after`: the newest reference frame for which
+        every stream has a sample within tolerance (streams of one stamp arrive one after another)."""
         with self.lock:
-            for anchor in reversed(self.history[self.streams[0]]):
-                observation = self._paired(anchor)
-                if observation is not None:
-                    return observation
-            return None
+            return self._newest_complete(after)
+
+    def wait_for_observation_after(self, stamp: float, timeout: float) -> Observation | None:
+        """Block until a complete observation newer than `stamp` exists; it, or None on timeout."""
+        with self.new_frame:
+            return self.new_frame.wait_for(lambda: self._newest_complete(stamp), timeout)
+
+    def _newest_complete(self, after: float) -> Observation | None:
+        for anchor in reversed(self.history[self.streams[0]]):
+            if anchor.stamp <= after:
+                return None
+            observation = self._paired(anchor)
+            if observation is not None:
+                return observation
+        return None
 
     def _paired(self, anchor: Stamped) -> Observation | None:
         observation = Observation(anchor.stamp)
@@ -78,20 +88,3 @@ class InputBuffer:
                 return None
             observation.obs.update(nearest.value)
         return observation
-
-    def wait_for_observation_after(self, stamp: float, timeout: float) -> Observation | None:
-        """Block until a complete observation newer than `stamp` exists; it, or None on timeout."""
-        found: list[Observation] = []
-
-        def newer() -> bool:
-            for anchor in reversed(self.history[self.streams[0]]):
-                if anchor.stamp <= stamp:
-                    return False
-                observation = self._paired(anchor)
-                if observation is not None:
-                    found.append(observation)
-                    return True
-            return False
-
-        with self.new_frame:
-            return found[-1] if self.new_frame.wait_for(newer, timeout) else None

@@ -22,7 +22,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray, String
 from std_srvs.srv import SetBool
@@ -32,6 +31,7 @@ from vla_policy.policy import Policy
 from vla_policy.scheduler import ActionScheduler
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
+from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.safety import ActionLimiter
 
@@ -114,29 +114,26 @@ class PolicyNode(LifecycleNode):
         self.streams = [f"camera/{c}" for c in self.cameras] + ["joint_states"] + (["eef_pose"] if self.needs_pose else [])
         warm = {f"{c}_image": np.zeros((model.vision.image_size,) * 2 + (3,), np.uint8) for c in self.cameras}
         warm.update(joint_pos=np.zeros(7), gripper_qpos=np.zeros(2), eef_pos=np.zeros(3), eef_quat=np.array([1.0, 0, 0, 0]))
-        for _ in range(self.cfg.warmup_iterations):
-            self.policy.predict_chunk(warm, "warm up")
+        for _ in range(self.cfg.warmup_iterations):  # the same call the inference thread makes
+            self.policy.predict_chunk_and_future(warm, "warm up")
         self.get_logger().info(f"loaded {checkpoint} on {self.policy.device}; inputs {self.streams}")
 
     def _create_interfaces(self) -> None:
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        sensor = qos_profile_sensor_data  # best effort, keep last
         self.subscriptions_ = [
-            self.create_subscription(Image, f"camera/{c}/image_raw", lambda m, c=c: self._on_image(c, m), sensor)
+            self.create_subscription(Image, f"camera/{c}/image_raw", lambda m, c=c: self._on_image(c, m), SENSOR)
             for c in self.cameras
         ]
-        self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, sensor))
+        self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR))
         if self.needs_pose:
-            self.subscriptions_.append(self.create_subscription(PoseStamped, "eef_pose", self._on_pose, sensor))
+            self.subscriptions_.append(self.create_subscription(PoseStamped, "eef_pose", self._on_pose, SENSOR))
         # Volatile matches every publisher (`ros2 topic pub`); transient-local also receives the last
         # instruction a latched publisher (sim_node) sent before this node started. Repeats are ignored.
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        for qos in (reliable, latched):
+        for qos in (RELIABLE, LATCHED):
             self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, qos))
-        self.action_pub = self.create_lifecycle_publisher(Float64MultiArray, "vla/action", reliable)
-        self.chunk_pub = self.create_lifecycle_publisher(JointTrajectory, "vla/action_chunk", reliable)
-        self.surprise_pub = self.create_lifecycle_publisher(Float32, "vla/world_model/surprise", reliable)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", reliable)
+        self.action_pub = self.create_lifecycle_publisher(Float64MultiArray, "vla/action", RELIABLE)
+        self.chunk_pub = self.create_lifecycle_publisher(JointTrajectory, "vla/action_chunk", RELIABLE)
+        self.surprise_pub = self.create_lifecycle_publisher(Float32, "vla/world_model/surprise", RELIABLE)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", RELIABLE)
         self.enable_srv = self.create_service(SetBool, "vla/enable", self._on_enable)
         self.diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
 
@@ -260,7 +257,6 @@ class PolicyNode(LifecycleNode):
                 reason = "waiting for the first chunk"
             if reason:
                 action = self.limiter.hold()
-                self.limiter.last = action
             else:
                 action = self.limiter.limit(action, 1.0 / self.cfg.control_rate_hz)
                 newest = self.scheduler.queue[-1].start
@@ -300,11 +296,9 @@ class PolicyNode(LifecycleNode):
             self.surprise = policy.surprise(pending[1], observation.obs)
             self.surprise_pub.publish(Float32(data=self.surprise))
             pending = None
-        if policy.has_world_model:
-            chunk, future = policy.predict_chunk_and_future(observation.obs, instruction)
-            pending = pending or (observation.stamp + len(chunk) * chunk.dt, future)
-        else:
-            chunk = policy.predict_chunk(observation.obs, instruction)
+        chunk, future = policy.predict_chunk_and_future(observation.obs, instruction)
+        if future is not None and pending is None:
+            pending = (observation.stamp + len(chunk) * chunk.dt, future)
         self.inference_s.append(time.perf_counter() - started)
         with self.lock:
             if instruction == self.inputs.instruction and self.enabled:

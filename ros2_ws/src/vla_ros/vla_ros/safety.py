@@ -23,10 +23,12 @@ class ActionLimiter:
         self.last: np.ndarray | None = None
 
     def hold(self) -> np.ndarray:
-        """No end-effector motion; the gripper keeps its last command (a held object stays held)."""
+        """No end-effector motion; the gripper keeps its last command (a held object stays held).
+        It is what was sent, so the next limited action ramps from it."""
         action = np.zeros_like(self.low)
         action[-1] = self.last[-1] if self.last is not None else self.gripper_open
-        return np.clip(action, self.low, self.high)
+        self.last = np.clip(action, self.low, self.high)
+        return self.last.copy()
 
     def limit(self, action: np.ndarray, dt: float) -> np.ndarray:
         """Clip to the limits, then bound each arm dimension's change since the last action."""

@@ -18,12 +18,12 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
 from std_srvs.srv import Trigger
 
 from vla_ros import conversions as conv
+from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 
 PARAMETERS = {
     "task": "tabletop",
@@ -56,17 +56,14 @@ class SimNode(Node):
         self.period = 1.0 / (self.env.config.control_freq * p["time_factor"])
         self.arm_names = list(self.env.robot.robot_joints)
         self.gripper_names = list(self.env.gripper.joints)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        sensor = qos_profile_sensor_data
-        self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", sensor) for c in p["cameras"]}
-        self.joint_pub = self.create_publisher(JointState, "joint_states", sensor)
-        self.pose_pub = self.create_publisher(PoseStamped, "eef_pose", sensor)
-        self.instruction_pub = self.create_publisher(String, "vla/instruction", latched)
-        self.success_pub = self.create_publisher(Bool, "vla/success", reliable)
-        self.episode_pub = self.create_publisher(UInt32, "sim/episode", latched)
-        self.end_pub = self.create_publisher(Bool, "sim/episode_end", latched)
-        self.create_subscription(Float64MultiArray, "vla/action", self._on_action, reliable)
+        self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR) for c in p["cameras"]}
+        self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
+        self.pose_pub = self.create_publisher(PoseStamped, "eef_pose", SENSOR)
+        self.instruction_pub = self.create_publisher(String, "vla/instruction", LATCHED)
+        self.success_pub = self.create_publisher(Bool, "vla/success", RELIABLE)
+        self.episode_pub = self.create_publisher(UInt32, "sim/episode", LATCHED)
+        self.end_pub = self.create_publisher(Bool, "sim/episode_end", LATCHED)
+        self.create_subscription(Float64MultiArray, "vla/action", self._on_action, RELIABLE)
         self.create_service(Trigger, "sim/reset", self._on_reset)
         self.episode = -1
         self.rejected_actions = 0

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 
 from vla_policy.config import ModelConfig, load_config, merge
+from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.text import tokenize
-
-PROPRIO_DIM = 16
 
 
 def tiny_model_config(**updates) -> ModelConfig:
@@ -53,3 +52,6 @@ def fit(model, batch: dict, loss: str, optim: torch.optim.Optimizer, steps: int)
         optim.step()
         values.append(value.item())
     return values
+
+
+PROPRIO_DIM = len(proprio_from_obs(random_obs(), ModelConfig().proprio_keys))  # 18: 7 + 2 + 3 + 6

@@ -18,7 +18,7 @@ STATS = NormStats(tuple([0.0] * PROPRIO_DIM), tuple([1.0] * PROPRIO_DIM), tuple(
 @pytest.fixture(scope="module")
 def policy() -> Policy:
     torch.manual_seed(0)
-    config: Config = merge(load_config("tiny"), {"model": {"chunk": 4}})
+    config: Config = merge(load_config("tiny"), {"model": {"chunk": 4, "replan_every": 1}})
     return Policy(VLAModel(config.model, PROPRIO_DIM), config, STATS, device="cpu")
 
 
@@ -87,3 +87,34 @@ def test_chunk_with_world_model_future_and_its_surprise(policy):
     assert chunk.actions.shape == (4, 7) and future.shape[:2] == (1, len(policy.config.model.vision.cameras))
     surprise = policy.surprise(future, _obs())
     assert 0.0 <= surprise <= 2.0  # cosine distance of unit latents
+
+
+def test_chunks_play_open_loop_for_the_configured_steps():
+    torch.manual_seed(0)
+    config: Config = merge(load_config("tiny"), {"model": {"chunk": 4, "replan_every": 3}})
+    policy = Policy(VLAModel(config.model, PROPRIO_DIM), config, STATS, device="cpu")
+    starts = []
+    for _ in range(9):
+        policy.select_action(_obs())
+        starts.append(policy.scheduler.queue[-1].start)
+    assert np.allclose(sorted(set(starts)), [0.0, 0.15, 0.30])  # a new chunk at steps 0, 3 and 6 only
+    assert Policy(policy.model, config, STATS, device="cpu", replan_every=1).replan_every == 1  # explicit wins
+
+
+def test_orientation_proprio_is_continuous_where_the_quaternion_flips():
+    import transforms3d
+
+    from vla_policy.data.windows import proprio_from_obs
+
+    # A gripper pointing down is a rotation of ~180 degrees, where the w >= 0 convention flips
+    # the whole quaternion between two nearly equal orientations.
+    axis = np.array([0.7, 0.714, 0.0])
+    before, after = (transforms3d.quaternions.mat2quat(transforms3d.axangles.axangle2mat(axis, np.pi + d))
+                     for d in (-1e-3, 1e-3))
+    assert np.abs(before - after).max() > 1.0  # the quaternion jumps
+    a, b = (proprio_from_obs({"eef_quat": q}, ("eef_rot6d",)) for q in (before, after))
+    assert a.shape == (6,) and np.abs(a - b).max() < 1e-2  # the 6-d orientation does not
+    matrix = transforms3d.quaternions.quat2mat(before)
+    assert np.allclose(a, matrix[:, :2].T.reshape(-1), atol=1e-6)  # the first two columns
+    with pytest.raises(KeyError, match="eef_quat"):
+        proprio_from_obs({"eef_pos": np.zeros(3)}, ("eef_rot6d",))

@@ -191,3 +191,25 @@ def test_init_from_fine_tunes_and_keeps_new_heads(demos, tmp_path):
     assert torch.equal(trainer.model.vision.position, base.vision.position)
     assert torch.equal(trainer.ema.module.vision.position, base.vision.position)
     assert hasattr(trainer.model, "object_queries")
+
+
+def test_ema_forgets_the_random_init_within_a_short_run():
+    # A fixed decay of 0.999 keeps 0.999**1000 = 37% of the initial weights after 1000 steps;
+    # the warmed-up EMA must follow the trained weights instead.
+    from torch.optim.swa_utils import AveragedModel
+
+    from vla_policy.train.trainer import warmup_ema
+
+    model = torch.nn.Linear(3, 2)
+    torch.nn.init.zeros_(model.weight)
+    ema = AveragedModel(model, multi_avg_fn=warmup_ema(0.999), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(1000):
+        ema.update_parameters(model)
+    assert ema.module.weight.min().item() > 0.99
+    with torch.no_grad():  # late in training it averages over ~1/(1-decay) steps, not one
+        model.weight.fill_(2.0)
+    ema.update_parameters(model)
+    assert ema.module.weight.max().item() < 1.01

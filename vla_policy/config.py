@@ -57,12 +57,19 @@ class ModelConfig:
     dropout: float = 0.0
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    proprio_keys: tuple[str, ...] = ("joint_pos", "gripper_qpos", "eef_pos", "eef_quat")
+    # eef_rot6d is derived from eef_quat (vla_policy.data.windows.DERIVED_PROPRIO): a continuous
+    # orientation, where the quaternion's sign flips for a gripper pointing down.
+    proprio_keys: tuple[str, ...] = ("joint_pos", "gripper_qpos", "eef_pos", "eef_rot6d")
     fusion: str = "gated"
     fusion_layers: int = 1
     backbone_layers: int = 2
     head: str = "flow"  # flow | discrete
     chunk: int = 16  # H: actions per predicted chunk
+    # Control steps played from each chunk before the next is predicted (LeRobot's n_action_steps,
+    # openpi's action horizon). Replanning every step let the cloned policy put off closing the
+    # gripper forever (it copies the current gripper state); playing chunks open loop commits to
+    # the close the chunk predicted (docs/RESULTS.md).
+    replan_every: int = 8
     action_dim: int = 7
     flow_steps: int = 10  # K Euler steps at inference
     bins: int = 256  # discrete head: bins per action dimension

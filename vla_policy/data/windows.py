@@ -21,12 +21,35 @@ from vla_policy.data.normalize import NormStats
 from vla_policy.models.text import tokenize
 
 
+def quat_to_rot6d(quat_wxyz: np.ndarray) -> np.ndarray:
+    """(..., 4) (w, x, y, z) quaternions -> (..., 6) the first two columns of their rotation matrices.
+
+    Continuous over rotations (Zhou et al. 2019), unlike the quaternion itself: q and -q are the
+    same rotation, and a gripper pointing down sits where the w >= 0 convention flips the sign of
+    the whole quaternion at the slightest tilt."""
+    q = np.asarray(quat_wxyz, dtype=np.float64)
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    columns = [1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y),  # first column
+               2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)]  # second column
+    return np.stack(columns, axis=-1)
+
+
+# Proprio keys computed from an observation key: name -> (source key, function).
+DERIVED_PROPRIO = {"eef_rot6d": ("eef_quat", quat_to_rot6d)}
+
+
+def proprio_sources(keys: tuple[str, ...]) -> set[str]:
+    """The observation keys that the proprio keys are read or derived from."""
+    return {DERIVED_PROPRIO[k][0] if k in DERIVED_PROPRIO else k for k in keys}
+
+
 def proprio_from_obs(obs: dict, keys: tuple[str, ...]) -> np.ndarray:
-    """(..., P) float32: the configured proprio keys concatenated in order."""
-    missing = [k for k in keys if k not in obs]
+    """(..., P) float32: the configured proprio keys concatenated in order (derived ones computed)."""
+    missing = sorted(k for k in proprio_sources(keys) if k not in obs)
     if missing:
         raise KeyError(f"observation is missing proprio key(s) {missing}; it has {sorted(obs)}")
-    return np.concatenate([np.asarray(obs[k], dtype=np.float32) for k in keys], axis=-1)
+    parts = [DERIVED_PROPRIO[k][1](obs[DERIVED_PROPRIO[k][0]]) if k in DERIVED_PROPRIO else obs[k] for k in keys]
+    return np.concatenate([np.asarray(part, dtype=np.float32) for part in parts], axis=-1)
 
 
 @dataclass
@@ -74,8 +97,8 @@ def load_demos(path: str, config: ModelConfig, indices: list[int] | None = None)
                 if "object_state" not in obs:
                     raise DatasetError(f"{path}: data/{name}/obs has no object_state, which aux.object_position needs")
                 objects = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
-            demos.append(Demo(images, proprio_from_obs({k: obs[k][()] for k in config.proprio_keys if k in obs},
-                                                       config.proprio_keys),
+            sources = {k: obs[k][()] for k in proprio_sources(config.proprio_keys) if k in obs}
+            demos.append(Demo(images, proprio_from_obs(sources, config.proprio_keys),
                               group["actions"][()].astype(np.float32), ids[0], mask[0], text, objects))
         args = env_args(f)
     return demos, args

@@ -27,6 +27,7 @@ from std_msgs.msg import Float32, Float64MultiArray, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from vla_policy.data.windows import proprio_sources
 from vla_policy.policy import Policy
 from vla_policy.scheduler import ActionScheduler
 from vla_ros import conversions as conv
@@ -50,7 +51,7 @@ PARAMETERS = {
     "action_high": [1.0] * 7,
     "max_action_rate": 20.0,  # per second, arm dimensions
     "ensemble_decay": 0.1,
-    "replan_period_ms": 0.0,  # least time between chunks; 0: a chunk for every new observation
+    "replan_period_ms": -1.0,  # least time between chunks; < 0: the checkpoint's replan_every steps; 0: every observation
     "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
     "warmup_iterations": 3,
     "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop
@@ -102,15 +103,18 @@ class PolicyNode(LifecycleNode):
         torch.set_num_threads(self.cfg.inference_threads)
         self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device)
         model = self.policy.config.model
+        period_ms = self.cfg.replan_period_ms
+        self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else self.policy.replan_every * self.policy.dt
         self.cameras = self.cfg.cameras or list(model.vision.cameras)
         unknown = set(self.cameras) - set(model.vision.cameras)
         if unknown:
             raise ValueError(f"cameras {sorted(unknown)} are not inputs of this checkpoint ({list(model.vision.cameras)})")
+        sources = proprio_sources(model.proprio_keys)
         supported = {"joint_pos", "gripper_qpos", "eef_pos", "eef_quat"}
-        if set(model.proprio_keys) - supported:
-            raise ValueError(f"checkpoint needs proprio {sorted(set(model.proprio_keys) - supported)}; "
+        if sources - supported:
+            raise ValueError(f"checkpoint needs proprio {sorted(sources - supported)}; "
                              f"the node provides {sorted(supported)}")
-        self.needs_pose = bool({"eef_pos", "eef_quat"} & set(model.proprio_keys))
+        self.needs_pose = bool({"eef_pos", "eef_quat"} & sources)
         self.streams = [f"camera/{c}" for c in self.cameras] + ["joint_states"] + (["eef_pose"] if self.needs_pose else [])
         warm = {f"{c}_image": np.zeros((model.vision.image_size,) * 2 + (3,), np.uint8) for c in self.cameras}
         warm.update(joint_pos=np.zeros(7), gripper_qpos=np.zeros(2), eef_pos=np.zeros(3), eef_quat=np.array([1.0, 0, 0, 0]))
@@ -286,7 +290,7 @@ class PolicyNode(LifecycleNode):
                     return  # shutting down: publishers are gone
                 self.model_error = f"{type(error).__name__}: {error}"
                 self.get_logger().error(f"inference failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
-            rest = self.cfg.replan_period_ms / 1e3 - (time.monotonic() - started)
+            rest = self.replan_period_s - (time.monotonic() - started)
             if rest > 0:
                 time.sleep(rest)
 

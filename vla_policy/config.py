@@ -69,7 +69,7 @@ class ModelConfig:
     # openpi's action horizon). Replanning every step let the cloned policy put off closing the
     # gripper forever (it copies the current gripper state); playing chunks open loop commits to
     # the close the chunk predicted (docs/RESULTS.md).
-    replan_every: int = 8
+    replan_every: int = 16
     action_dim: int = 7
     flow_steps: int = 10  # K Euler steps at inference
     bins: int = 256  # discrete head: bins per action dimension

@@ -72,6 +72,7 @@ class PolicyNode(LifecycleNode):
         self.hold_reason: str | None = "inactive"
         self.tick_times: deque[float] = deque(maxlen=5000)  # monotonic seconds of each control tick
         self.inference_s: deque[float] = deque(maxlen=2000)
+        self.chunk_latency_s: deque[float] = deque(maxlen=20)
         self.stamp_to_action_s: deque[float] = deque(maxlen=2000)  # camera stamp -> first action using it
         self._played_start: float | None = None
         self._thread: threading.Thread | None = None
@@ -104,7 +105,8 @@ class PolicyNode(LifecycleNode):
         self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device)
         model = self.policy.config.model
         period_ms = self.cfg.replan_period_ms
-        self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else self.policy.replan_every * self.policy.dt
+        played_steps = min(self.policy.replan_every, model.chunk)  # a chunk cannot be played past its end
+        self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else played_steps * self.policy.dt
         self.cameras = self.cfg.cameras or list(model.vision.cameras)
         unknown = set(self.cameras) - set(model.vision.cameras)
         if unknown:
@@ -290,7 +292,10 @@ class PolicyNode(LifecycleNode):
                     return  # shutting down: publishers are gone
                 self.model_error = f"{type(error).__name__}: {error}"
                 self.get_logger().error(f"inference failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
-            rest = self.replan_period_s - (time.monotonic() - started)
+            # The next chunk must be queued before this one runs out: start predicting it one
+            # observation-to-chunk latency (the worst of the recent ones) before that.
+            lead = max(self.chunk_latency_s, default=0.0)
+            rest = self.replan_period_s - lead - (time.monotonic() - started)
             if rest > 0:
                 time.sleep(rest)
 
@@ -304,6 +309,7 @@ class PolicyNode(LifecycleNode):
         if future is not None and pending is None:
             pending = (observation.stamp + len(chunk) * chunk.dt, future)
         self.inference_s.append(time.perf_counter() - started)
+        self.chunk_latency_s.append(self._now() - observation.stamp)  # camera stamp -> chunk ready
         with self.lock:
             if instruction == self.inputs.instruction and self.enabled:
                 if self.scheduler.queue and observation.stamp < self.scheduler.queue[-1].start:

@@ -10,12 +10,10 @@ import torch
 
 from vla_policy.config import Config, load_config, merge
 from vla_policy.data.normalize import NormStats
+from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.build import build_model
 from vla_policy.policy import Policy
 from vla_policy.train.augment import prepare_batch
-
-PROPRIO_DIM = 16
-
 
 def _obs(image_size: int = 128) -> dict:
     rng = np.random.default_rng(0)
@@ -28,14 +26,18 @@ def _obs(image_size: int = 128) -> dict:
     }
 
 
-def _stats() -> NormStats:
-    return NormStats(tuple([0.0] * PROPRIO_DIM), tuple([1.0] * PROPRIO_DIM), tuple([-1.0] * 7), tuple([1.0] * 7))
+def _proprio_dim(config: Config) -> int:
+    return len(proprio_from_obs(_obs(), config.model.proprio_keys))
+
+
+def _stats(proprio_dim: int) -> NormStats:
+    return NormStats(tuple([0.0] * proprio_dim), tuple([1.0] * proprio_dim), tuple([-1.0] * 7), tuple([1.0] * 7))
 
 
 def inference_ms(config: Config, repeats: int, device: str) -> dict:
     torch.manual_seed(0)
-    model = build_model(config.model, PROPRIO_DIM)
-    policy = Policy(model, config, _stats(), device=device)
+    model = build_model(config.model, _proprio_dim(config))
+    policy = Policy(model, config, _stats(_proprio_dim(config)), device=device)
     obs = _obs()
     for _ in range(3):
         policy.predict_chunk(obs)  # warm-up (MiniLM text encoding is cached after the first call)
@@ -53,7 +55,7 @@ def inference_ms(config: Config, repeats: int, device: str) -> dict:
 
 def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float:
     torch.manual_seed(0)
-    model = build_model(config.model, PROPRIO_DIM)
+    model = build_model(config.model, _proprio_dim(config))
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     c, s, h = len(config.model.vision.cameras), config.model.vision.image_size, config.model.chunk
     from vla_policy.models.text import tokenize
@@ -62,7 +64,7 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
     raw = {"images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
            "future_images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
            "camera_mask": torch.ones(batch_size, c, dtype=torch.bool), "text_ids": ids, "text_mask": mask,
-           "proprio": torch.randn(batch_size, PROPRIO_DIM), "actions": torch.rand(batch_size, h, 7) * 2 - 1,
+           "proprio": torch.randn(batch_size, _proprio_dim(config)), "actions": torch.rand(batch_size, h, 7) * 2 - 1,
            "action_mask": torch.ones(batch_size, h, dtype=torch.bool)}
     start = None
     for i in range(steps + 2):

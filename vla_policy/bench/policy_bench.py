@@ -15,6 +15,7 @@ from vla_policy.models.build import build_model
 from vla_policy.policy import Policy
 from vla_policy.train.augment import prepare_batch
 
+
 def _obs(image_size: int = 128) -> dict:
     rng = np.random.default_rng(0)
     return {

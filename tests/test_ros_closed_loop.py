@@ -3,8 +3,9 @@ sim_demo.launch.py starts them) with the recorder beside them; the recorded sess
 training data.
 
 Success through the nodes is asserted with the shipped Lift checkpoint (checkpoints/lift: 80/100
-in-process, docs/RESULTS.md) on three seeds it solves in-process; real time makes each run a
-little different, so one success of three is required. The shipped language checkpoint
+in-process, docs/RESULTS.md) over five seeds, four of which it solves in-process; real time
+makes each run a little different (3/5 through the nodes when measured), so one success of five
+is required. The shipped language checkpoint
 (checkpoints/default) does not solve its family yet, so `make demo` on it is checked for the loop:
 played to its end at the control rate, reported, filmed."""
 
@@ -17,28 +18,29 @@ from vla_ros.closed_loop import SHIPPED_CHECKPOINT, find_executable
 
 LIFT_CHECKPOINT = SHIPPED_CHECKPOINT.parent / "lift"
 LIFT_HORIZON = 200
+EPISODES = 5
 
 
 def test_the_shipped_lift_checkpoint_succeeds_through_the_nodes_and_the_session_becomes_data(tmp_path):
     bag = tmp_path / "bag"
     command = [find_executable("ros_demo"), "--checkpoint", str(LIFT_CHECKPOINT), "--task", "lift",
-               "--episodes", "3", "--out", str(tmp_path / "run"), "--record", str(bag)]
+               "--episodes", str(EPISODES), "--out", str(tmp_path / "run"), "--record", str(bag)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=400, check=True)
-    assert "episode 2" in out.stdout and "through ROS 2" in out.stdout
+    assert f"episode {EPISODES - 1}" in out.stdout and "through ROS 2" in out.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["episodes"] == 3 and report["checkpoint"] == str(LIFT_CHECKPOINT)
+    assert report["episodes"] == EPISODES and report["checkpoint"] == str(LIFT_CHECKPOINT)
     assert report["successes"] >= 1, out.stdout
     for result in report["results"]:
         assert result["instruction"] == "lift the cube" and result["diagnostics"]["state"] == "active"
         assert float(result["diagnostics"]["control_rate_hz"]) > 40  # 50 Hz target on a loaded 2-core machine
         assert result["diagnostics"]["surprise"] != ""  # the world model scored its predictions
-    assert all((tmp_path / "run" / f"episode_{i}.mp4").stat().st_size > 0 for i in range(3))
+    assert all((tmp_path / "run" / f"episode_{i}.mp4").stat().st_size > 0 for i in range(EPISODES))
 
     converted = convert_bag(bag, tmp_path / "session.hdf5", task="lift")
-    assert converted["demos"] == 3 and converted["successes"] == report["successes"]
+    assert converted["demos"] == EPISODES and converted["successes"] == report["successes"]
     assert validate_dataset(tmp_path / "session.hdf5") == []
     with open_dataset(tmp_path / "session.hdf5") as f:
-        episodes = [read_episode(f["data"][f"demo_{i}"]) for i in range(3)]
+        episodes = [read_episode(f["data"][f"demo_{i}"]) for i in range(EPISODES)]
     for episode, result in zip(episodes, report["results"]):
         assert episode.instruction == result["instruction"]
         if result["success"]:  # the sim ends a successful episode at once

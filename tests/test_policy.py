@@ -99,6 +99,7 @@ def test_chunks_play_open_loop_for_the_configured_steps():
         starts.append(policy.scheduler.queue[-1].start)
     assert np.allclose(sorted(set(starts)), [0.0, 0.15, 0.30])  # a new chunk at steps 0, 3 and 6 only
     assert Policy(policy.model, config, STATS, device="cpu", replan_every=1).replan_every == 1  # explicit wins
+    assert Policy(policy.model, config, STATS, device="cpu", replan_every=10).replan_every == 4  # at most the chunk
 
 
 def test_orientation_proprio_is_continuous_where_the_quaternion_flips():

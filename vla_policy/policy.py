@@ -43,7 +43,8 @@ class Policy:
     def __init__(self, model: torch.nn.Module, config: Config, stats: NormStats, dt: float = 0.05,
                  device: str = "auto", replan_every: int | None = None, ensemble_decay: float = 0.1, seed: int = 0,
                  ensemble_gripper: bool = False):
-        """`replan_every`: control steps between new chunks (default: the model config's).
+        """`replan_every`: control steps between new chunks (default: the model config's; at most
+        the chunk length, since a chunk cannot be played past its end).
         `ensemble_decay`: ACT's m (older chunks weigh exp(-m * age_rank)). The gripper is binary
         in the demonstrations, so by default it is not blended (a blend hovers half-open at a
         grasp): it comes from the newest chunk."""
@@ -51,7 +52,7 @@ class Policy:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config, self.stats, self.dt = config, stats, dt
-        self.replan_every = replan_every or config.model.replan_every
+        self.replan_every = min(replan_every or config.model.replan_every, config.model.chunk)
         if self.replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {self.replan_every}")
         self.generator = torch.Generator(device=self.device)

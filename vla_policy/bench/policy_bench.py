@@ -37,8 +37,9 @@ def _stats(proprio_dim: int) -> NormStats:
 
 def inference_ms(config: Config, repeats: int, device: str) -> dict:
     torch.manual_seed(0)
-    model = build_model(config.model, _proprio_dim(config))
-    policy = Policy(model, config, _stats(_proprio_dim(config)), device=device)
+    proprio_dim = _proprio_dim(config)
+    model = build_model(config.model, proprio_dim)
+    policy = Policy(model, config, _stats(proprio_dim), device=device)
     obs = _obs()
     for _ in range(3):
         policy.predict_chunk(obs)  # warm-up (MiniLM text encoding is cached after the first call)
@@ -56,7 +57,8 @@ def inference_ms(config: Config, repeats: int, device: str) -> dict:
 
 def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float:
     torch.manual_seed(0)
-    model = build_model(config.model, _proprio_dim(config))
+    proprio_dim = _proprio_dim(config)
+    model = build_model(config.model, proprio_dim)
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     c, s, h = len(config.model.vision.cameras), config.model.vision.image_size, config.model.chunk
     from vla_policy.models.text import tokenize
@@ -65,7 +67,7 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
     raw = {"images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
            "future_images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
            "camera_mask": torch.ones(batch_size, c, dtype=torch.bool), "text_ids": ids, "text_mask": mask,
-           "proprio": torch.randn(batch_size, _proprio_dim(config)), "actions": torch.rand(batch_size, h, 7) * 2 - 1,
+           "proprio": torch.randn(batch_size, proprio_dim), "actions": torch.rand(batch_size, h, 7) * 2 - 1,
            "action_mask": torch.ones(batch_size, h, dtype=torch.bool)}
     start = None
     for i in range(steps + 2):

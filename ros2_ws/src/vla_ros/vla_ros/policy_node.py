@@ -72,7 +72,7 @@ class PolicyNode(LifecycleNode):
         self.hold_reason: str | None = "inactive"
         self.tick_times: deque[float] = deque(maxlen=5000)  # monotonic seconds of each control tick
         self.inference_s: deque[float] = deque(maxlen=2000)
-        self.chunk_latency_s: deque[float] = deque(maxlen=20)
+        self.wake_to_chunk_s: deque[float] = deque(maxlen=20)  # inference thread: wake -> chunk queued
         self.stamp_to_action_s: deque[float] = deque(maxlen=2000)  # camera stamp -> first action using it
         self._played_start: float | None = None
         self._thread: threading.Thread | None = None
@@ -105,8 +105,7 @@ class PolicyNode(LifecycleNode):
         self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device)
         model = self.policy.config.model
         period_ms = self.cfg.replan_period_ms
-        played_steps = min(self.policy.replan_every, model.chunk)  # a chunk cannot be played past its end
-        self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else played_steps * self.policy.dt
+        self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else self.policy.replan_every * self.policy.dt
         self.cameras = self.cfg.cameras or list(model.vision.cameras)
         unknown = set(self.cameras) - set(model.vision.cameras)
         if unknown:
@@ -276,6 +275,7 @@ class PolicyNode(LifecycleNode):
     def _inference_loop(self) -> None:
         last_stamp, pending = -np.inf, None  # pending: (due time, predicted future latent)
         while self._running:
+            woke = self._now()
             observation = self.inputs.wait_for_observation_after(last_stamp, timeout=0.1)
             if observation is None:
                 continue
@@ -283,7 +283,6 @@ class PolicyNode(LifecycleNode):
             instruction = self.inputs.instruction
             if not instruction or not self.enabled:
                 continue
-            started = time.monotonic()
             try:
                 pending = self._infer(observation, instruction, pending)
                 self.model_error = None
@@ -292,10 +291,12 @@ class PolicyNode(LifecycleNode):
                     return  # shutting down: publishers are gone
                 self.model_error = f"{type(error).__name__}: {error}"
                 self.get_logger().error(f"inference failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
-            # The next chunk must be queued before this one runs out: start predicting it one
-            # observation-to-chunk latency (the worst of the recent ones) before that.
-            lead = max(self.chunk_latency_s, default=0.0)
-            rest = self.replan_period_s - lead - (time.monotonic() - started)
+            # The next chunk is due replan_period after this one's stamp and must be queued by then:
+            # wake one lead earlier, the lead being the worst recent time from waking (waiting for a
+            # fresh observation included) to a queued chunk, plus one control tick of margin.
+            self.wake_to_chunk_s.append(self._now() - woke)
+            lead = max(self.wake_to_chunk_s) + 1.0 / self.cfg.control_rate_hz
+            rest = observation.stamp + self.replan_period_s - lead - self._now()
             if rest > 0:
                 time.sleep(rest)
 
@@ -309,7 +310,6 @@ class PolicyNode(LifecycleNode):
         if future is not None and pending is None:
             pending = (observation.stamp + len(chunk) * chunk.dt, future)
         self.inference_s.append(time.perf_counter() - started)
-        self.chunk_latency_s.append(self._now() - observation.stamp)  # camera stamp -> chunk ready
         with self.lock:
             if instruction == self.inputs.instruction and self.enabled:
                 if self.scheduler.queue and observation.stamp < self.scheduler.queue[-1].start:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.model_utils import PROPRIO_DIM, fit, random_batch, tiny_model_config
+from vla_policy.models.encoders import SpatialSoftmax, VisionEncoder
 from vla_policy.models.fusion import FUSIONS
 from vla_policy.models.heads.discrete import ActionTokenizer
 from vla_policy.models.layers import make_attn_mask
@@ -128,3 +129,26 @@ def test_missing_camera_and_missing_text_still_give_valid_actions():
     batch["text_mask"][:] = False
     actions = model.sample_actions(batch)
     assert torch.isfinite(actions).all()
+
+
+def test_spatial_softmax_finds_each_maps_peak():
+    maps = torch.full((1, 2, 16, 16), -30.0)
+    maps[0, 0, 3, 12] = 30.0  # row 3, column 12
+    maps[0, 1, 15, 0] = 30.0
+    xy = SpatialSoftmax()(maps)  # (1, 4): x0, x1, y0, y1 in [-1, 1]
+    expected = torch.tensor([[12 / 15 * 2 - 1, -1.0, 3 / 15 * 2 - 1, 1.0]])
+    assert torch.allclose(xy, expected, atol=1e-4)
+
+
+def test_keypoint_token_is_one_more_token_per_camera_and_moves_with_the_image():
+    torch.manual_seed(0)
+    encoder = VisionEncoder(dim=32, heads=2, layers=1, image_size=32, patch_size=16, cameras=2, keypoints=8)
+    images = torch.zeros(1, 2, 3, 32, 32)
+    images[..., 4:8, 4:8] = 1.0
+    tokens, mask = encoder(images, torch.tensor([[True, False]]))
+    assert tokens.shape == (1, 2 * (4 + 1), 32) and mask.tolist() == [[True] * 5 + [False] * 5]
+    shifted = torch.roll(images, shifts=(2, 2), dims=(-2, -1))  # 2 px: still inside the same 16 px patch
+    keypoints = encoder.keypoints[:2]  # 1x1 conv + spatial softmax: (B, 2K) coordinates
+    before = keypoints(encoder.stem(images[:, 0])[1])
+    after = keypoints(encoder.stem(shifted[:, 0])[1])
+    assert (after - before).abs().max() > 0.02  # the coordinates see a sub-patch shift

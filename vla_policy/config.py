@@ -23,6 +23,7 @@ class VisionConfig:
     cameras: tuple[str, ...] = ("agentview", "wrist")
     patch_size: int = 16  # conv stem stride: (image_size / patch_size)^2 tokens per camera
     layers: int = 1  # transformer layers over each camera's patches (shared weights)
+    keypoints: int = 32  # spatial-softmax keypoints per camera, one extra token (0: patch tokens only)
 
 
 @dataclass(frozen=True)

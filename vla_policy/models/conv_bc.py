@@ -9,17 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vla_policy.config import ModelConfig
-
-
-class SpatialSoftmax(nn.Module):
-    """(B, K, H, W) feature maps -> (B, 2K) expected (x, y) of each map's softmax, in [-1, 1]."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, k, h, w = x.shape
-        attn = x.flatten(2).softmax(-1).view(b, k, h, w)
-        ys = torch.linspace(-1, 1, h, device=x.device)
-        xs = torch.linspace(-1, 1, w, device=x.device)
-        return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=-1)
+from vla_policy.models.encoders import SpatialSoftmax
 
 
 def _conv_trunk(keypoints: int) -> nn.Sequential:

@@ -8,35 +8,64 @@ from torch import Tensor, nn
 from vla_policy.models.layers import Transformer
 
 
+class SpatialSoftmax(nn.Module):
+    """(B, K, H, W) feature maps -> (B, 2K) expected (x, y) of each map's softmax, in [-1, 1]:
+    robomimic's keypoints, precise to a fraction of a feature-map cell."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, k, h, w = x.shape
+        attn = x.flatten(2).softmax(-1).view(b, k, h, w)
+        ys = torch.linspace(-1, 1, h, device=x.device)
+        xs = torch.linspace(-1, 1, w, device=x.device)
+        return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=-1)
+
+
 class ConvPatchStem(nn.Module):
     """Patchify with a small strided conv stack instead of one linear patch projection: the same
-    (S/p)^2 tokens as a ViT, but far more sample-efficient on small robot datasets."""
+    (S/p)^2 tokens as a ViT, but far more sample-efficient on small robot datasets. Also returns
+    the stride-4 feature map, fine enough to locate a cube to a pixel."""
 
     def __init__(self, dim: int, patch_size: int):
         super().__init__()
         if patch_size not in (4, 8, 16):
             raise ValueError(f"patch_size must be 4, 8 or 16, got {patch_size}")
+        convs = {4: 2, 8: 3, 16: 4}[patch_size]
         layers, channels = [], 3
-        for i in range({4: 2, 8: 3, 16: 4}[patch_size]):
-            out = dim if i == {4: 2, 8: 3, 16: 4}[patch_size] - 1 else min(dim, 32 * 2**i)
+        for i in range(convs):
+            out = dim if i == convs - 1 else min(dim, 32 * 2**i)
             layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(1, out), nn.GELU()]
             channels = out
         self.net = nn.Sequential(*layers[:-2])  # no norm/activation after the last conv
+        self.stride4_index = min(5, len(self.net) - 1)  # the second conv's activation (or the output)
+        self.stride4_channels = self.net[3].out_channels
 
-    def forward(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) in [0, 1] -> (B, N, D) patch tokens."""
-        return self.net(images * 2.0 - 1.0).flatten(2).transpose(1, 2)
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, S, S) in [0, 1] -> (B, N, D) patch tokens, (B, F, S/4, S/4) stride-4 features."""
+        x = images * 2.0 - 1.0
+        for i, layer in enumerate(self.net):
+            x = layer(x)
+            if i == self.stride4_index:
+                features = x
+        return x.flatten(2).transpose(1, 2), features
 
 
 class VisionEncoder(nn.Module):
-    """Shared-weight ViT over each camera, plus a learned camera embedding per camera."""
+    """Shared-weight ViT over each camera, plus a learned camera embedding per camera. With
+    `keypoints` > 0 each camera also gets one keypoint token: the spatial-softmax (x, y) of that
+    many learned stride-4 feature maps, projected to D (patch tokens alone are as coarse as a patch)."""
 
-    def __init__(self, dim: int, heads: int, layers: int, image_size: int, patch_size: int, cameras: int):
+    def __init__(self, dim: int, heads: int, layers: int, image_size: int, patch_size: int, cameras: int,
+                 keypoints: int = 0):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-        self.tokens_per_camera = (image_size // patch_size) ** 2
+        self.tokens_per_camera = (image_size // patch_size) ** 2 + (1 if keypoints else 0)
         self.stem = ConvPatchStem(dim, patch_size)
+        self.keypoints = (
+            nn.Sequential(nn.Conv2d(self.stem.stride4_channels, keypoints, 1), SpatialSoftmax(),
+                          nn.Linear(2 * keypoints, dim))
+            if keypoints else None
+        )
         self.position = nn.Parameter(torch.randn(self.tokens_per_camera, dim) * 0.02)
         self.camera = nn.Parameter(torch.randn(cameras, dim) * 0.02)
         self.transformer = Transformer(dim, heads, layers)
@@ -44,8 +73,10 @@ class VisionEncoder(nn.Module):
     def forward(self, images: Tensor, camera_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B, C, 3, S, S) -> tokens (B, C*N, D), mask (B, C*N); a missing camera's tokens are masked."""
         b, c = images.shape[:2]
-        x = self.stem(images.flatten(0, 1)) + self.position  # (B*C, N, D)
-        x = self.transformer(x).view(b, c, self.tokens_per_camera, -1) + self.camera[None, :, None]
+        x, features = self.stem(images.flatten(0, 1))  # (B*C, N', D), (B*C, F, S/4, S/4)
+        if self.keypoints is not None:
+            x = torch.cat([x, self.keypoints(features)[:, None]], dim=1)  # (B*C, N' + 1, D)
+        x = self.transformer(x + self.position).view(b, c, self.tokens_per_camera, -1) + self.camera[None, :, None]
         if camera_mask is None:
             camera_mask = torch.ones(b, c, dtype=torch.bool, device=images.device)
         mask = camera_mask[:, :, None].expand(b, c, self.tokens_per_camera)

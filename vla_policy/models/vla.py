@@ -34,7 +34,7 @@ class VLAModel(nn.Module):
         self.config = config
         d, cams = config.d_model, len(config.vision.cameras)
         v = config.vision
-        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams)
+        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints)
         self.text = TextEncoder(config.text.kind, d, config.heads, config.text.layers, config.text.max_tokens)
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)

@@ -155,6 +155,7 @@ def _bench_args(p):
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--quality", default="fast", choices=["fast", "full"])
     p.add_argument("--all-cores", action="store_true", help="do not pin to one core")
+    p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="ros: a policy_node parameter")
     p.add_argument("--out", help="also write the JSON here")
 
 
@@ -163,6 +164,7 @@ def run_bench(args) -> int:
     if args.what == "ros":  # ROS lives in the vla_ros package: run it in its own process
         command = [sys.executable, "-m", "vla_ros.bench", "--seconds", str(args.seconds)]
         command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])
+        command += [arg for setting in args.set for arg in ("--set", setting)]
         return subprocess.call(command)
     if args.what == "policy":
         from vla_policy.bench.policy_bench import bench_policy

@@ -4,7 +4,7 @@ sim_node runs as its own process (as the launch file starts it) publishing two 1
 at 20 Hz. policy_node runs in this process, built from config/policy.yaml and spun by the same
 SingleThreadedExecutor as its `main`, so its own tick times and latencies can be read exactly.
 Phase 1 (idle): no instruction, the loop holds and the model is never called. Phase 2 (running):
-an instruction arrives and the model infers on every new frame in its thread. For each phase:
+an instruction arrives and the model predicts a chunk every `replan_period` in its thread. For each phase:
 the control rate, |tick interval - period| p50/p99 (jitter), and in phase 2 inference time and
 camera-stamp-to-first-action latency p50/p95. JSON on stdout (and --out).
 """

@@ -29,7 +29,9 @@ def _running(robot) -> None:
 
 
 def test_lifecycle_transitions_gate_the_control_loop(tiny_checkpoint, tmp_path):
-    with policy_node(tiny_checkpoint, tmp_path, autostart=False) as (robot, proc):
+    # A real-time priority the OS refuses (SCHED_FIFO stops at 99) leaves a warning and a loop at
+    # normal priority, as on a machine without CAP_SYS_NICE.
+    with policy_node(tiny_checkpoint, tmp_path, autostart=False, control_thread_priority=100) as (robot, proc):
         assert _state(robot) == "unconfigured"
         assert _transition(robot, Transition.TRANSITION_CONFIGURE) and _state(robot) == "inactive"
         robot.spin_for(0.5, publish_hz=20)
@@ -44,6 +46,7 @@ def test_lifecycle_transitions_gate_the_control_loop(tiny_checkpoint, tmp_path):
         assert _transition(robot, Transition.TRANSITION_CLEANUP) and _state(robot) == "unconfigured"
         assert _transition(robot, Transition.TRANSITION_CONFIGURE) and _state(robot) == "inactive"  # reconfigurable
         assert proc.poll() is None
+    assert "SCHED_FIFO priority 100 refused" in (tmp_path / "policy_node.log").read_text()
 
 
 def test_bad_checkpoint_fails_configure_with_a_reason(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import numpy as np
@@ -32,3 +33,13 @@ def test_demo_runs_the_shipped_policy(vla_cmd, tmp_path):
                          check=True, capture_output=True, text=True, timeout=600)
     assert "episode 0  seed 1000000" in out.stdout and "checkpoint" in out.stdout
     assert (tmp_path / "demo.mp4").stat().st_size > 0
+
+
+def test_a_checkpoint_from_before_the_keypoint_token_still_loads(tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(SHIPPED_CHECKPOINT, old, ignore=shutil.ignore_patterns("eval"))
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["vision"]["keypoints"]  # written before the field existed
+    (old / "config.json").write_text(json.dumps(config))
+    policy = Policy.from_checkpoint(old, device="cpu")
+    assert policy.config.model.vision.keypoints == 0

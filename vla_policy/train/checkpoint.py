@@ -85,6 +85,15 @@ def save_checkpoint(directory: str | Path, *, ema_model, model, optimizer, sched
     return directory
 
 
+def _upgrade(config: dict) -> dict:
+    """Defaults that changed since a checkpoint was written: a config that does not name a field
+    was trained with the field's old default."""
+    vision = config.get("model", {}).get("vision")
+    if isinstance(vision, dict):
+        vision.setdefault("keypoints", 0)  # the keypoint token arrived (as the default) in session 5
+    return config
+
+
 def read_checkpoint_meta(path: str | Path) -> tuple[Config, NormStats, dict]:
     path = Path(path)
     needed = ("model.safetensors", "config.json", "norm_stats.json", "meta.json")
@@ -94,7 +103,7 @@ def read_checkpoint_meta(path: str | Path) -> tuple[Config, NormStats, dict]:
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {missing}")
     try:
-        config = from_dict(Config, json.loads((path / "config.json").read_text()), f"{path}/config.json")
+        config = from_dict(Config, _upgrade(json.loads((path / "config.json").read_text())), f"{path}/config.json")
         stats = NormStats.from_dict(json.loads((path / "norm_stats.json").read_text()))
         meta = json.loads((path / "meta.json").read_text())
     except (ValueError, KeyError, TypeError) as err:

@@ -153,3 +153,36 @@ def test_sigkill_during_collect_leaves_finished_episodes_readable(tmp_path, vla_
     assert packed.returncode == 0, packed.stderr
     assert dataset_info(out)["packed"] and dataset_info(out)["demos"] == len(names)
     assert not parts_dir(out).exists()
+
+
+def test_dagger_records_the_experts_labels_along_the_policys_rollout(tiny_checkpoint, tmp_path):
+    config = EnvConfig(task="lift", image_size=32)
+    out = tmp_path / "dagger.hdf5"
+    summary = collect("lift", 2, out, seed=500, config=config, dagger_checkpoint=str(tiny_checkpoint))
+    assert summary.kept == 2 and summary.success_rate == 0.0  # a 2-step policy fails; its rollouts are kept
+    with open_dataset(out) as f:
+        first = read_episode(f["data"][demo_names(f)[0]])
+    with SimEnv(config) as env:
+        obs = env.reset(seed=500)
+        expert = ExpertPolicy(env)
+        expert.reset()
+        assert np.allclose(first.actions[0], np.clip(expert.select_action(obs), -1, 1))  # the label, not the policy's act
+        horizon = env.horizon
+    assert not first.success and len(first.actions) == horizon  # the policy acted (the expert succeeds early)
+
+
+def test_training_reads_several_datasets_as_one(dataset, tmp_path):
+    from vla_policy.config import load_config
+    from vla_policy.data.windows import fingerprint, load_demos
+
+    copy = tmp_path / "copy.hdf5"
+    shutil.copy(dataset, copy)
+    model = load_config("tiny").model
+    one, args = load_demos(str(dataset), model)
+    both, both_args = load_demos(f"{dataset},{copy}", model)
+    assert len(both) == 2 * len(one) and both_args == args
+    assert fingerprint(str(dataset)) != fingerprint(f"{dataset},{copy}")
+    lift = tmp_path / "lift.hdf5"
+    collect("lift", 1, lift, config=EnvConfig(task="lift", image_size=32))
+    with pytest.raises(DatasetError, match="env_args differ"):
+        load_demos(f"{dataset},{lift}", model)

@@ -62,7 +62,7 @@ def run_tasks(args) -> int:
 # ----------------------------------------------------------------- collect
 def _collect_args(p):
     p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, required=True, help="successful demos to store")
+    p.add_argument("--episodes", type=int, required=True, help="episodes to store (expert: successful ones, unless --keep-failures)")
     p.add_argument("--out", required=True, help="output .hdf5")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
@@ -71,10 +71,12 @@ def _collect_args(p):
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--instructions", default="train", choices=["train", "heldout", "all"])
     p.add_argument("--keep-failures", action="store_true", help="store failed expert episodes too")
+    p.add_argument("--dagger", metavar="CHECKPOINT",
+                   help="DAgger: this checkpoint acts, the expert labels each visited state; every episode is kept")
     p.add_argument("--overwrite", action="store_true")
 
 
-@command("collect", "collect scripted-expert demonstrations into HDF5", _collect_args)
+@command("collect", "collect scripted-expert demonstrations (or DAgger rollouts) into HDF5", _collect_args)
 def run_collect(args) -> int:
     from sim.env import EnvConfig
     from vla_policy.data.collect import collect
@@ -82,8 +84,9 @@ def run_collect(args) -> int:
     cameras = tuple(c for c in args.cameras.split(",") if c)
     config = EnvConfig(task=args.task, cameras=cameras, image_size=args.image_size, instructions=args.instructions)
     summary = collect(args.task, args.episodes, args.out, workers=args.workers, seed=args.seed,
-                      noise_std=args.noise, config=config, keep_failures=args.keep_failures, overwrite=args.overwrite)
-    emit({**summary.__dict__, "expert_success_rate": summary.expert_success_rate})
+                      noise_std=args.noise, config=config, keep_failures=args.keep_failures, overwrite=args.overwrite,
+                      dagger_checkpoint=args.dagger)
+    emit({**summary.__dict__, "acting": args.dagger or "expert", "success_rate": summary.success_rate})
     return 0
 
 

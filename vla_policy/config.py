@@ -80,7 +80,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = ""
+    dataset: str = ""  # an HDF5 path, or several joined by commas (e.g. demos + DAgger rollouts)
     out: str = "runs/train"
     steps: int = 20_000
     batch_size: int = 64

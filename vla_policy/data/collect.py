@@ -4,6 +4,11 @@ Episode i uses seed `seed + i`, so a dataset is the same whatever the number of
 workers. Failed expert episodes are dropped (and counted) and further seeds are
 tried until `episodes` successes are stored; the kept episodes are always the
 first successful seeds.
+
+With `dagger_checkpoint` (DAgger, Ross et al. 2011) the checkpoint's policy acts and the expert
+labels every state it visits; every episode is kept, failures most of all (they hold the
+recoveries the demonstrations lack). Train on it together with the demonstrations
+(`train.dataset=demos.hdf5,dagger.hdf5`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from vla_policy.data.store import CollectionStore, write_part
 from vla_policy.eval.rollout import rollout
 
 _worker_env: SimEnv | None = None  # one env per worker process
+_worker_policy = None  # and, for DAgger, one learner policy
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class CollectJob:
     config: EnvConfig
     noise_std: float
     keep_failures: bool
+    dagger_checkpoint: str | None = None
 
 
 @dataclass
@@ -41,7 +48,7 @@ class CollectSummary:
     steps: int = 0
 
     @property
-    def expert_success_rate(self) -> float:
+    def success_rate(self) -> float:
         return 1.0 - len(self.failed_seeds) / max(1, self.attempted)
 
 
@@ -50,16 +57,27 @@ def env_args(config: EnvConfig) -> dict:
     return {"env_name": config.task, "type": "vla_stack", "env_kwargs": json.loads(config.to_json())}
 
 
-def _init_worker(config: EnvConfig) -> None:
-    global _worker_env
+def _init_worker(config: EnvConfig, dagger_checkpoint: str | None = None) -> None:
+    global _worker_env, _worker_policy
     _worker_env = SimEnv(config)
+    if dagger_checkpoint:
+        import torch
+
+        from vla_policy.policy import Policy
+
+        torch.set_num_threads(1)  # one worker per core
+        _worker_policy = Policy.from_checkpoint(dagger_checkpoint, device="cpu")
 
 
 def _collect_one(job: CollectJob, index: int, seed: int) -> dict:
-    """Run one expert episode; write it as a part file if it is to be kept."""
+    """Run one episode (the expert's, or the learner's labelled by the expert); write it as a part
+    file if it is to be kept."""
     env = _worker_env
-    episode = rollout(env, ExpertPolicy(env, job.noise_std), seed=seed)
-    kept = episode.success or job.keep_failures
+    if job.dagger_checkpoint:
+        episode = rollout(env, _worker_policy, seed=seed, labeler=ExpertPolicy(env))
+    else:
+        episode = rollout(env, ExpertPolicy(env, job.noise_std), seed=seed)
+    kept = episode.success or job.keep_failures or bool(job.dagger_checkpoint)
     if kept:
         write_part(job.out, index, episode, env.model_xml)
     return {"index": index, "seed": seed, "success": episode.success, "kept": kept, "steps": len(episode)}
@@ -76,6 +94,7 @@ def collect(
     keep_failures: bool = False,
     overwrite: bool = False,
     max_attempts: int | None = None,
+    dagger_checkpoint: str | None = None,
 ) -> CollectSummary:
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
@@ -85,7 +104,7 @@ def collect(
         store = CollectionStore(out, env_args(config), probe.model_xml, overwrite=overwrite)
     finally:
         probe.close()
-    job = CollectJob(Path(out), config, noise_std, keep_failures)
+    job = CollectJob(Path(out), config, noise_std, keep_failures, dagger_checkpoint)
     summary = CollectSummary(out=str(out), kept=0, attempted=0)
     max_attempts = max_attempts or 2 * episodes + 10
     kept: dict[int, int] = {}  # index -> steps
@@ -99,10 +118,10 @@ def collect(
             kept[result["index"]] = result["steps"]
             store.commit(list(kept), total_steps=sum(kept.values()))
             bar.update(1)
-        bar.set_postfix(expert_success=f"{summary.expert_success_rate:.0%}")
+        bar.set_postfix(success=f"{summary.success_rate:.0%}")
 
     if workers <= 1:
-        _init_worker(config)
+        _init_worker(config, dagger_checkpoint)
         index = 0
         while len(kept) < episodes and index < max_attempts:
             on_result(_collect_one(job, index, seed + index))
@@ -121,7 +140,8 @@ def collect(
 def _collect_parallel(job, episodes, workers, seed, max_attempts, kept, on_result) -> None:
     """Keep at most `workers` episodes in flight; submit more only while successes are short."""
     ctx = mp.get_context("spawn")  # fork after EGL initialisation hangs
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(job.config,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(job.config, job.dagger_checkpoint)) as pool:
         inflight: set[Future] = set()
         next_index = 0
         while True:

@@ -72,8 +72,30 @@ def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int
     return (positions * 10.0).reshape(len(object_state), -1).astype(np.float32)
 
 
-def load_demos(path: str, config: ModelConfig, indices: list[int] | None = None) -> tuple[list[Demo], dict]:
-    """Read demos into memory; returns them and the dataset's env_args."""
+def dataset_paths(spec: str) -> list[str]:
+    """A training dataset: one HDF5 path, or several joined by commas (demos + DAgger rollouts)."""
+    return [p.strip() for p in str(spec).split(",") if p.strip()]
+
+
+def load_demos(spec: str, config: ModelConfig, indices: list[int] | None = None) -> tuple[list[Demo], dict]:
+    """Read the demos of every file in `spec` into memory; returns them and the env_args (which
+    must agree across files: one task, one observation layout). `indices` picks demos of a single file."""
+    paths = dataset_paths(spec)
+    if not paths:
+        raise DatasetError("no dataset path given")
+    if indices is not None and len(paths) > 1:
+        raise DatasetError("demo indices select from one dataset file, not several")
+    demos, args = [], None
+    for path in paths:
+        more, file_args = _load_file(path, config, indices)
+        if args is not None and file_args != args:
+            raise DatasetError(f"{path}: its env_args differ from {paths[0]}'s; datasets trained together must "
+                               "come from one task and observation layout")
+        demos, args = demos + more, file_args
+    return demos, args
+
+
+def _load_file(path: str, config: ModelConfig, indices: list[int] | None) -> tuple[list[Demo], dict]:
     demos = []
     with open_dataset(path) as f:
         names = demo_names(f)
@@ -104,14 +126,16 @@ def load_demos(path: str, config: ModelConfig, indices: list[int] | None = None)
     return demos, args
 
 
-def fingerprint(path: str) -> str:
-    """sha256 over every demo's actions and instruction: identifies the training data."""
+def fingerprint(spec: str) -> str:
+    """sha256 over every demo's actions and instruction, file by file: identifies the training data
+    (for one file the same digest as before several were allowed)."""
     digest = hashlib.sha256()
-    with open_dataset(path) as f:
-        for name in demo_names(f):
-            digest.update(name.encode())
-            digest.update(f["data"][name]["actions"][()].tobytes())
-            digest.update(str(f["data"][name].attrs.get("instruction", "")).encode())
+    for path in dataset_paths(spec):
+        with open_dataset(path) as f:
+            for name in demo_names(f):
+                digest.update(name.encode())
+                digest.update(f["data"][name]["actions"][()].tobytes())
+                digest.update(str(f["data"][name].attrs.get("instruction", "")).encode())
     return digest.hexdigest()
 
 

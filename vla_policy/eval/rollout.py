@@ -22,10 +22,16 @@ def rollout(
     instruction: str | None = None,
     record_obs: bool = True,
     frame_callback=None,
+    labeler: PolicyLike | None = None,
 ) -> Episode:
-    """One episode until success or the horizon; returns it recorded as an Episode."""
+    """One episode until success or the horizon; returns it recorded as an Episode.
+
+    With a `labeler` (DAgger): `policy` acts, and the action recorded at each visited state is
+    the labeler's for that state (clipped to [-1, 1]), not the one executed."""
     obs = env.reset(seed=seed, instruction=instruction)
     policy.reset()
+    if labeler is not None:
+        labeler.reset()
     frames: dict[str, list] = {k: [] for k, v in obs.items() if k != "instruction"}
     actions, states, rewards = [], [], []
     info = {"success": False}
@@ -36,8 +42,9 @@ def rollout(
         if frame_callback is not None:
             frame_callback(obs)
         states.append(env.get_state())
+        label = None if labeler is None else np.clip(np.asarray(labeler.select_action(obs), dtype=np.float64), -1.0, 1.0)
         obs, reward, terminated, truncated, info = env.step(policy.select_action(obs))
-        actions.append(info["action"])
+        actions.append(info["action"] if label is None else label)
         rewards.append(reward)
         if terminated or truncated:
             break

@@ -59,3 +59,16 @@ def test_expert_noise_changes_actions_but_not_outcome():
         assert clean.success and noisy.success
         n = min(len(clean), len(noisy))
         assert not np.allclose(clean.actions[:n], noisy.actions[:n])
+
+
+@pytest.mark.parametrize("task", ["lift", "stack"])
+def test_state_following_expert_succeeds_and_labels_from_the_state(task):
+    """DAgger's labeller: the same expert, its phase re-derived from the state every step."""
+    with SimEnv(EnvConfig(task=task, cameras=())) as env:
+        assert rollout(env, ExpertPolicy(env, follow_state=True), seed=0, record_obs=False).success
+        obs = env.reset(seed=0)
+        for follow_state, gripper in ((False, 1.0), (True, -1.0)):
+            expert = ExpertPolicy(env, follow_state=follow_state)
+            expert.reset()
+            expert.expert.phase = "lift"  # a memory that is wrong: nothing is held at the start
+            assert expert.select_action(obs)[6] == gripper  # the state-following one opens and approaches

@@ -183,11 +183,12 @@ def test_object_position_head_fits_a_batch():
 
 def test_init_from_fine_tunes_and_keeps_new_heads(demos, tmp_path):
     Trainer(_config(demos, tmp_path / "base")).train()
-    base, _, _, _ = load_checkpoint(tmp_path / "base" / "checkpoints" / "last")
+    base, _, base_stats, _ = load_checkpoint(tmp_path / "base" / "checkpoints" / "last")
     config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'tuned'}", "train.steps=1",
                                   f"train.init_from={tmp_path / 'base' / 'checkpoints' / 'last'}",
-                                  "model.aux.object_position=1.0"])
+                                  "model.aux.object_position=1.0", "train.val_fraction=0"])  # other training demos
     trainer = Trainer(config)
+    assert trainer.stats.to_dict() == base_stats.to_dict()  # the weights' own normalisation, not the new data's
     assert torch.equal(trainer.model.vision.position, base.vision.position)
     assert torch.equal(trainer.ema.module.vision.position, base.vision.position)
     assert hasattr(trainer.model, "object_queries")

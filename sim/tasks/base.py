@@ -40,6 +40,9 @@ class Expert(abc.ABC):
     goal: Goal
     noise_std: float = 0.0
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    # DAgger labelling: another policy drives, so an expert whose phase is a memory re-derives it
+    # from the state at every step where it can (a label must be a function of the state).
+    follow_state: bool = False
 
     def reset(self) -> None:
         """Called once per episode after the env reset."""

@@ -44,8 +44,15 @@ class _Phases(Expert):
         return abs(wrap(yaw_of(self.env.eef_rotation) - yaw))
 
     def act(self) -> np.ndarray:
+        if self.follow_state:
+            phase = self._phase_from_state()
+            if phase != self.phase:
+                self._goto(phase)
         self.phase_steps += 1
         return getattr(self, f"_{self.phase}")()
+
+    def _phase_from_state(self) -> str:
+        return self.phase  # experts that cannot tell their phase from the state keep their memory
 
 
 @dataclass
@@ -57,6 +64,25 @@ class GraspExpert(_Phases):
     def _target(self) -> tuple[np.ndarray, float]:
         name = self.goal.target
         return self.env.object_position(name), grasp_yaw(self.home_yaw, quat_yaw(self.env.object_quat(name)))
+
+    def _phase_from_state(self) -> str:
+        """Releasing or retreating: keep it. Holding the target: keep the carrying phase (lift by
+        default). Otherwise: over the target and aligned, below the hover point: descend, or close
+        at grasp height (for at most GRASP_STEPS + 5 steps: then it missed); anywhere else:
+        approach (open, go to the hover point)."""
+        if self.phase in ("release", "retreat"):
+            return self.phase  # placed: letting go is the goal, not a drop
+        if self.env.is_grasping(self.goal.target):
+            return self.phase if self.phase in ("lift", "carry", "lower") else "lift"
+        pos, yaw = self._target()
+        offset = self.env.eef_pos - pos
+        over = np.linalg.norm(offset[:2]) < 0.015 and self._yaw_error(yaw) < 0.15 and offset[2] < HOVER + 0.03
+        if not over:
+            return "approach"
+        at_grasp_height = abs(offset[2] + 0.005) < GRASP_HEIGHT_TOLERANCE
+        if at_grasp_height and not (self.phase == "grasp" and self.phase_steps > GRASP_STEPS + 5):
+            return "grasp"
+        return "descend" if offset[2] + 0.005 > GRASP_HEIGHT_TOLERANCE else "approach"
 
     def _approach(self) -> np.ndarray:
         pos, yaw = self._target()

@@ -74,7 +74,7 @@ def _collect_one(job: CollectJob, index: int, seed: int) -> dict:
     file if it is to be kept."""
     env = _worker_env
     if job.dagger_checkpoint:
-        episode = rollout(env, _worker_policy, seed=seed, labeler=ExpertPolicy(env))
+        episode = rollout(env, _worker_policy, seed=seed, labeler=ExpertPolicy(env, follow_state=True))
     else:
         episode = rollout(env, ExpertPolicy(env, job.noise_std), seed=seed)
     kept = episode.success or job.keep_failures or bool(job.dagger_checkpoint)

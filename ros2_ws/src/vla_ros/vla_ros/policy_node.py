@@ -152,6 +152,8 @@ class PolicyNode(LifecycleNode):
             self.scheduler.reset()
             self.limiter.reset()
         result = super().on_activate(state)  # the lifecycle publishers first: the first tick publishes
+        if result != SUCCESS:
+            return result
         self._running = True
         self._threads = [threading.Thread(target=self._control_loop, name="vla_control", daemon=True),
                          threading.Thread(target=self._inference_loop, name="vla_inference", daemon=True)]

@@ -1,11 +1,14 @@
 """vla_ros building blocks without DDS: message conversions, input pairing, action safety."""
 
+import time
+
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
+from vla_ros.rate_loop import run_at_rate
 from vla_ros.safety import ActionLimiter
 from vla_policy.types import ActionChunk
 
@@ -89,3 +92,18 @@ def test_limiter_clips_rate_limits_and_holds_the_gripper():
     assert limiter.hold().tolist() == [0, 0, 0, 0, 0, 0, 1.0]  # a held object stays held
     with pytest.raises(ValueError, match="low <= high"):
         ActionLimiter(low=[1.0], high=[0.0], max_rate=1.0)
+
+
+def test_rate_loop_ticks_on_deadlines_and_does_not_burst_after_an_overrun():
+    ticks: list[float] = []
+
+    def tick():
+        ticks.append(time.monotonic())
+        if len(ticks) == 5:
+            time.sleep(0.05)  # an overrun of 2.5 periods
+
+    run_at_rate(0.02, tick, lambda: len(ticks) < 15)
+    intervals = np.diff(ticks)
+    assert len(ticks) == 15
+    assert np.all(intervals[5:] > 0.015)  # after the overrun: the period again, no catch-up burst
+    assert abs(np.median(intervals) - 0.02) < 0.003

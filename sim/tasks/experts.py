@@ -79,10 +79,10 @@ class GraspExpert(_Phases):
         over = np.linalg.norm(offset[:2]) < 0.015 and self._yaw_error(yaw) < 0.15 and offset[2] < HOVER + 0.03
         if not over:
             return "approach"
-        at_grasp_height = abs(offset[2] + 0.005) < GRASP_HEIGHT_TOLERANCE
-        if at_grasp_height and not (self.phase == "grasp" and self.phase_steps > GRASP_STEPS + 5):
+        above_grasp = offset[2] + 0.005  # metres above the grasp height (_descend's grasp_at)
+        if abs(above_grasp) < GRASP_HEIGHT_TOLERANCE and not (self.phase == "grasp" and self.phase_steps > GRASP_STEPS + 5):
             return "grasp"
-        return "descend" if offset[2] + 0.005 > GRASP_HEIGHT_TOLERANCE else "approach"
+        return "descend" if above_grasp > GRASP_HEIGHT_TOLERANCE else "approach"
 
     def _approach(self) -> np.ndarray:
         pos, yaw = self._target()

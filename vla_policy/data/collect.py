@@ -61,12 +61,9 @@ def _init_worker(config: EnvConfig, dagger_checkpoint: str | None = None) -> Non
     global _worker_env, _worker_policy
     _worker_env = SimEnv(config)
     if dagger_checkpoint:
-        import torch
+        from vla_policy.eval.runner import make_policy
 
-        from vla_policy.policy import Policy
-
-        torch.set_num_threads(1)  # one worker per core
-        _worker_policy = Policy.from_checkpoint(dagger_checkpoint, device="cpu")
+        _worker_policy = make_policy(_worker_env, {"kind": "checkpoint", "path": dagger_checkpoint})
 
 
 def _collect_one(job: CollectJob, index: int, seed: int) -> dict:

@@ -91,7 +91,8 @@ def load_demos(spec: str, config: ModelConfig, indices: list[int] | None = None)
         if args is not None and file_args != args:
             raise DatasetError(f"{path}: its env_args differ from {paths[0]}'s; datasets trained together must "
                                "come from one task and observation layout")
-        demos, args = demos + more, file_args
+        demos.extend(more)
+        args = file_args
     return demos, args
 
 

@@ -11,8 +11,6 @@ subscriptions, services and the 1 Hz diagnostics.
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 import traceback
@@ -37,6 +35,7 @@ from vla_policy.scheduler import ActionScheduler
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
 from vla_ros.qos import LATCHED, RELIABLE, SENSOR
+from vla_ros.rate_loop import make_realtime, run_at_rate
 from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.safety import ActionLimiter
 
@@ -259,40 +258,19 @@ class PolicyNode(LifecycleNode):
         return None
 
     def _control_loop(self) -> None:
-        """One tick per period at absolute deadlines on the steady clock, in a thread of its own
-        (ros2_control's pattern): no subscription callback queued in the executor can delay it. An
-        overrun tick is not made up with a burst; the schedule restarts from now."""
-        self._raise_control_priority()
-        period = 1.0 / self.cfg.control_rate_hz
-        deadline = time.monotonic()
-        while self._running:
-            deadline += period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            elif delay < -period:
-                deadline = time.monotonic()
-            try:
-                self._tick()
-            except Exception:
-                if not self.context.ok():
-                    return  # shutting down: publishers are gone
-                self.get_logger().error(f"control tick failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
+        """The control thread: `_tick` at `control_rate_hz`, SCHED_FIFO where permitted."""
+        refused = make_realtime(self.cfg.control_thread_priority)
+        if refused:
+            self.get_logger().warning(f"control thread: SCHED_FIFO priority {self.cfg.control_thread_priority} "
+                                      f"refused ({refused}); running at normal priority, with more jitter")
+        run_at_rate(1.0 / self.cfg.control_rate_hz, self._guarded_tick, lambda: self._running and self.context.ok())
 
-    def _raise_control_priority(self) -> None:
-        """Measured (docs/RESULTS.md): beside a simulator on 2 cores, the OS scheduler and the GIL,
-        not the tick's own work, made the p99 jitter. SCHED_FIFO for this thread (needs root or
-        CAP_SYS_NICE / an rtprio limit, as ros2_control's does) and a 0.5 ms GIL switch interval
-        (CPython's 5 ms lets a Python-busy thread hold a woken tick back)."""
-        sys.setswitchinterval(0.0005)
-        priority = self.cfg.control_thread_priority
-        if priority <= 0 or not hasattr(os, "sched_setscheduler"):
-            return
+    def _guarded_tick(self) -> None:
         try:
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(priority))
-        except OSError as error:  # PermissionError without CAP_SYS_NICE / an rtprio limit; EINVAL above 99
-            self.get_logger().warning(f"control thread: SCHED_FIFO priority {priority} refused ({error}); "
-                                      "running at normal priority, with more jitter")
+            self._tick()
+        except Exception:  # a thread has no executor to surface it: log, and tick again next period
+            if self.context.ok():
+                self.get_logger().error(f"control tick failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
 
     def _tick(self) -> None:
         now = self._now()

@@ -119,3 +119,17 @@ def test_orientation_proprio_is_continuous_where_the_quaternion_flips():
     assert np.allclose(a, matrix[:, :2].T.reshape(-1), atol=1e-6)  # the first two columns
     with pytest.raises(KeyError, match="eef_quat"):
         proprio_from_obs({"eef_pos": np.zeros(3)}, ("eef_rot6d",))
+
+
+def test_flow_steps_override_changes_the_integration_and_needs_a_flow_head():
+    config: Config = merge(load_config("tiny"), {"model": {"chunk": 4}})
+    torch.manual_seed(0)
+    model = VLAModel(config.model, PROPRIO_DIM)
+    default, fewer = (Policy(model, config, STATS, device="cpu", flow_steps=steps) for steps in (None, 1))
+    assert model.head.steps == 1  # the override is the model's sampler setting
+    one_step = fewer.predict_chunk(_obs()).actions
+    model.head.steps = config.model.flow_steps
+    assert not np.allclose(default.predict_chunk(_obs()).actions, one_step)
+    discrete = merge(config, {"model": {"head": "discrete"}})
+    with pytest.raises(ValueError, match="needs a flow head"):
+        Policy(VLAModel(discrete.model, PROPRIO_DIM), discrete, STATS, device="cpu", flow_steps=4)

@@ -7,6 +7,7 @@ import pytest
 from builtin_interfaces.msg import Time
 
 from vla_ros import conversions as conv
+from vla_ros.bench import cpu_list
 from vla_ros.inputs import InputBuffer
 from vla_ros.rate_loop import run_at_rate
 from vla_ros.safety import ActionLimiter
@@ -79,6 +80,11 @@ def test_inputs_pair_by_stamp_within_tolerance():
     obs = buffer.wait_for_observation_after(1.04, timeout=0.01)
     assert obs.stamp == 1.20 and obs.obs == {"a_image": "next", "joint_pos": 3}
     assert buffer.staleness(now=1.3)["joint_states"] == pytest.approx(0.1)
+    assert buffer.wait_for_observation_after(1.04, timeout=0.01, received_after=1.2) is None  # arrived before
+    buffer.put("camera/a", 1.00, {"a_image": "late"}, now=1.25)  # a sender clock behind the node's
+    buffer.put("joint_states", 1.00, {"joint_pos": 4}, now=1.25)
+    assert buffer.wait_for_observation_after(1.04, timeout=0.01, received_after=1.2) is None  # stamped older
+    assert buffer.wait_for_observation_after(-1.0, timeout=0.01, received_after=1.2).obs["a_image"] == "late"
 
 
 def test_limiter_clips_rate_limits_and_holds_the_gripper():
@@ -107,3 +113,7 @@ def test_rate_loop_ticks_on_deadlines_and_does_not_burst_after_an_overrun():
     assert len(ticks) == 15
     assert np.all(intervals[5:] > 0.015)  # after the overrun: the period again, no catch-up burst
     assert abs(np.median(intervals) - 0.02) < 0.003
+
+
+def test_cpu_list_reads_taskset_syntax():
+    assert cpu_list("0") == {0} and cpu_list("0,2-3") == {0, 2, 3}

@@ -42,12 +42,18 @@ class Policy:
 
     def __init__(self, model: torch.nn.Module, config: Config, stats: NormStats, dt: float = 0.05,
                  device: str = "auto", replan_every: int | None = None, ensemble_decay: float = 0.1, seed: int = 0,
-                 ensemble_gripper: bool = False):
+                 ensemble_gripper: bool = False, flow_steps: int | None = None):
         """`replan_every`: control steps between new chunks (default: the model config's; at most
         the chunk length, since a chunk cannot be played past its end).
         `ensemble_decay`: ACT's m (older chunks weigh exp(-m * age_rank)). The gripper is binary
         in the demonstrations, so by default it is not blended (a blend hovers half-open at a
-        grasp): it comes from the newest chunk."""
+        grasp): it comes from the newest chunk.
+        `flow_steps`: Euler steps of a flow head at inference (default: the model config's; fewer
+        is faster, as openpi's `num_steps`)."""
+        if flow_steps is not None:
+            if config.model.head != "flow" or flow_steps < 1:
+                raise ValueError(f"flow_steps={flow_steps} needs a flow head and >= 1 (this head: {config.model.head!r})")
+            model.head.steps = flow_steps
         self.scheduler = ActionScheduler(ensemble_decay, ensemble_gripper)
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()

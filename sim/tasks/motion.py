@@ -15,18 +15,9 @@ def yaw_of(rotation: np.ndarray) -> float:
     return float(np.arctan2(rotation[1, 0], rotation[0, 0]))
 
 
-def quat_yaw(quat_wxyz: np.ndarray) -> float:
-    return yaw_of(transforms3d.quaternions.quat2mat(quat_wxyz))
-
-
 def wrap(angle: float, period: float = 2 * np.pi) -> float:
     """Angle wrapped into [-period/2, period/2)."""
     return float((angle + period / 2) % period - period / 2)
-
-
-def grasp_yaw(home_yaw: float, cube_yaw: float) -> float:
-    """Gripper yaw that closes across a cube's faces with the smallest turn from home."""
-    return home_yaw + wrap(cube_yaw - home_yaw, np.pi / 2)
 
 
 def rotation_action(current: np.ndarray, home: np.ndarray, home_yaw: float, yaw: float) -> np.ndarray:

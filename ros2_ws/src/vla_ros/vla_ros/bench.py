@@ -33,10 +33,16 @@ WARMUP_S = 10.0
 
 
 def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros"),
-              overrides: list[str] = ()) -> dict:
-    """`overrides`: extra policy_node parameters as name:=value (e.g. replan_period_ms:=100.0)."""
+              overrides: list[str] = (), sim_cpus: str = "", policy_cpus: str = "") -> dict:
+    """`overrides`: extra policy_node parameters as name:=value (e.g. replan_period_ms:=100.0).
+    `sim_cpus` / `policy_cpus`: CPU lists ("0", "1-3") to pin sim_node and this process to, as a
+    robot's drivers would run beside the policy computer rather than on its cores; "": unpinned."""
     domain = random.Random(os.getpid()).randrange(1, 200)
     sim = node_command("sim_node", CONFIG_DIR / "sim.yaml", {"auto_reset": True, "publish_instruction": False})
+    if sim_cpus:
+        sim = ["taskset", "--cpu-list", sim_cpus, *sim]
+    if policy_cpus:
+        os.sched_setaffinity(0, cpu_list(policy_cpus))  # before the node's threads exist: they inherit it
     with ros_processes({"sim_node": sim}, domain, log_dir):
         rclpy.init(domain_id=domain, args=["--ros-args", "--params-file", str(CONFIG_DIR / "policy.yaml"),
                                            "-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}",
@@ -82,12 +88,21 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
             rclpy.try_shutdown()
     return {
         "benchmark": "ros", "checkpoint": str(checkpoint), "device": device, "seconds_per_phase": seconds,
-        "policy_node_overrides": list(overrides),
+        "policy_node_overrides": list(overrides), "sim_cpus": sim_cpus or "all", "policy_cpus": policy_cpus or "all",
         "control_rate_hz_target": 1.0 / period, "idle": idle, "running": running,
         "jitter_p99_ratio_running_to_idle": round(running["jitter_p99_ms"] / max(idle["jitter_p99_ms"], 1e-9), 2),
         "goals": {"rate_hz": ">= 50", "jitter_p99_ms": "< 2", "ratio": "<= 1.5", "camera_stamp_to_action_p95_ms": "< 40"},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
+
+
+def cpu_list(text: str) -> set[int]:
+    """ "0,2-3" -> {0, 2, 3} (taskset's --cpu-list syntax)."""
+    cpus = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
 
 
 def main(argv=None) -> int:
@@ -98,8 +113,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="also write the JSON here")
     p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="a policy_node parameter")
+    p.add_argument("--sim-cpus", default="", help='pin sim_node to these CPUs (e.g. "0"); default: unpinned')
+    p.add_argument("--policy-cpus", default="", help='pin policy_node to these CPUs (e.g. "1"); default: unpinned')
     args = p.parse_args(argv)
-    result = bench_ros(args.checkpoint, args.seconds, args.device, overrides=args.set)
+    result = bench_ros(args.checkpoint, args.seconds, args.device, overrides=args.set,
+                       sim_cpus=args.sim_cpus, policy_cpus=args.policy_cpus)
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

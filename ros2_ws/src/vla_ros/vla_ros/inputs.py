@@ -20,6 +20,7 @@ RATE_WINDOW = 2.0  # seconds over which input rates are measured
 class Stamped:
     stamp: float  # seconds, from the message header
     value: object
+    received: float = float("-inf")  # seconds, the node's clock when the message arrived
 
 
 @dataclass
@@ -40,7 +41,7 @@ class InputBuffer:
 
     def put(self, stream: str, stamp: float, value, now: float) -> None:
         with self.lock:
-            self.history[stream].append(Stamped(stamp, value))
+            self.history[stream].append(Stamped(stamp, value, now))
             self.received_at[stream].append(now)
             self.new_frame.notify_all()
 
@@ -66,14 +67,16 @@ class InputBuffer:
         with self.lock:
             return self._newest_complete(after)
 
-    def wait_for_observation_after(self, stamp: float, timeout: float) -> Observation | None:
-        """Block until a complete observation newer than `stamp` exists; it, or None on timeout."""
+    def wait_for_observation_after(self, stamp: float, timeout: float, received_after: float = float("-inf")) -> Observation | None:
+        """Block until a complete observation newer than `stamp` exists whose reference frame
+        arrived after `received_after` (the node's clock: a frame taken after the caller woke,
+        whatever the sender's clock says); it, or None on timeout."""
         with self.new_frame:
-            return self.new_frame.wait_for(lambda: self._newest_complete(stamp), timeout)
+            return self.new_frame.wait_for(lambda: self._newest_complete(stamp, received_after), timeout)
 
-    def _newest_complete(self, after: float) -> Observation | None:
+    def _newest_complete(self, after: float, received_after: float = float("-inf")) -> Observation | None:
         for anchor in reversed(self.history[self.streams[0]]):
-            if anchor.stamp <= after:
+            if anchor.stamp <= after or anchor.received <= received_after:
                 return None
             observation = self._paired(anchor)
             if observation is not None:

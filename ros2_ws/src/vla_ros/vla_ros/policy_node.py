@@ -58,6 +58,7 @@ PARAMETERS = {
     "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
     "warmup_iterations": 3,
     "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop
+    "flow_steps": 0,  # Euler steps of a flow head; 0: the checkpoint's (fewer: lower latency)
     "control_thread_priority": 50,  # SCHED_FIFO priority of the control thread (Linux); 0: normal scheduling
     "autostart": False,  # configure and activate on start (what the launch files use)
 }
@@ -106,7 +107,7 @@ class PolicyNode(LifecycleNode):
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors>")
         torch.set_num_threads(self.cfg.inference_threads)
-        self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device)
+        self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device, flow_steps=self.cfg.flow_steps or None)
         model = self.policy.config.model
         period_ms = self.cfg.replan_period_ms
         self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else self.policy.replan_every * self.policy.dt
@@ -296,7 +297,9 @@ class PolicyNode(LifecycleNode):
         last_stamp, pending = -np.inf, None  # pending: (due time, predicted future latent)
         while self._running:
             woke = self._now()
-            observation = self.inputs.wait_for_observation_after(last_stamp, timeout=0.1)
+            # A frame that arrives after waking, not the newest one held: that one may be a camera
+            # period old already, and its age would add to the camera-to-action latency.
+            observation = self.inputs.wait_for_observation_after(last_stamp, timeout=0.1, received_after=woke)
             if observation is None:
                 continue
             last_stamp = observation.stamp  # each observation is considered once, used or not
@@ -321,14 +324,10 @@ class PolicyNode(LifecycleNode):
                 time.sleep(rest)
 
     def _infer(self, observation, instruction: str, pending):
+        """Queue and publish a chunk from `observation`; then, off the latency path, the surprise of
+        the world model's `pending` prediction (due time, latent) once it has come due."""
         policy, started = self.policy, time.perf_counter()
-        if pending is not None and observation.stamp >= pending[0]:
-            self.surprise = policy.surprise(pending[1], observation.obs)
-            self.surprise_pub.publish(Float32(data=self.surprise))
-            pending = None
         chunk, future = policy.predict_chunk_and_future(observation.obs, instruction)
-        if future is not None and pending is None:
-            pending = (observation.stamp + len(chunk) * chunk.dt, future)
         self.inference_s.append(time.perf_counter() - started)
         with self.lock:
             if instruction == self.inputs.instruction and self.enabled:
@@ -336,6 +335,12 @@ class PolicyNode(LifecycleNode):
                     self.scheduler.reset()  # the clock went back (a restarted robot or bag): start over
                 self.scheduler.add(chunk, start=observation.stamp)
         self.chunk_pub.publish(conv.chunk_to_trajectory(chunk, conv.seconds_to_stamp(observation.stamp)))
+        if pending is not None and observation.stamp >= pending[0]:
+            self.surprise = policy.surprise(pending[1], observation.obs)
+            self.surprise_pub.publish(Float32(data=self.surprise))
+            pending = None
+        if future is not None and pending is None:
+            pending = (observation.stamp + len(chunk) * chunk.dt, future)
         return pending
 
     # ------------------------------------------------------------ diagnostics

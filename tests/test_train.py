@@ -214,3 +214,18 @@ def test_ema_forgets_the_random_init_within_a_short_run():
         model.weight.fill_(2.0)
     ema.update_parameters(model)
     assert ema.module.weight.max().item() < 1.01
+
+
+def test_augmentation_shifts_only_as_far_as_shift_pad():
+    torch.manual_seed(0)
+    images = torch.zeros(64, 1, 3, 16, 16, dtype=torch.uint8)
+    images[:, :, :, 8, 8] = 255  # one bright pixel
+    batch = {"images": images, "future_images": images, "camera_mask": torch.ones(64, 1, dtype=torch.bool)}
+
+    def bright_pixel_offsets(shift_pad: int) -> set[tuple[int, int]]:
+        out = prepare_batch(batch, True, 0.0, torch.device("cpu"), shift_pad)["images"][:, 0].sum(1)  # (B, S, S)
+        return {(int(i) - 8, int(j) - 8) for i, j in (divmod(int(k), 16) for k in out.flatten(1).argmax(1))}
+
+    assert bright_pixel_offsets(0) == {(0, 0)}  # jitter alone keeps every pixel in place
+    moved = bright_pixel_offsets(2)
+    assert len(moved) > 1 and all(abs(i) <= 2 and abs(j) <= 2 for i, j in moved)

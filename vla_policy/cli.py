@@ -159,6 +159,8 @@ def _bench_args(p):
     p.add_argument("--quality", default="fast", choices=["fast", "full"])
     p.add_argument("--all-cores", action="store_true", help="do not pin to one core")
     p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="ros: a policy_node parameter")
+    p.add_argument("--sim-cpus", default="", help='ros: pin sim_node to these CPUs (e.g. "0"); default: unpinned')
+    p.add_argument("--policy-cpus", default="", help='ros: pin policy_node to these CPUs (e.g. "1"); default: unpinned')
     p.add_argument("--out", help="also write the JSON here")
 
 
@@ -168,6 +170,7 @@ def run_bench(args) -> int:
         command = [sys.executable, "-m", "vla_ros.bench", "--seconds", str(args.seconds)]
         command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])
         command += [arg for setting in args.set for arg in ("--set", setting)]
+        command += ["--sim-cpus", args.sim_cpus, "--policy-cpus", args.policy_cpus]
         return subprocess.call(command)
     if args.what == "policy":
         from vla_policy.bench.policy_bench import bench_policy

@@ -90,6 +90,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     augment: bool = True  # random shift + brightness/contrast (never hue: colours name objects)
+    shift_pad: int = 4  # random shift of up to this many pixels (of model input) each way; 0: none
     camera_dropout: float = 0.1  # chance per sample of hiding one camera (missing-modality robustness)
     val_fraction: float = 0.05
     eval_every: int = 1000

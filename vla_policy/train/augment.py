@@ -38,13 +38,14 @@ def drop_cameras(camera_mask: torch.Tensor, p: float) -> torch.Tensor:
     return mask
 
 
-def prepare_batch(batch: dict, augment: bool, camera_dropout: float, device: torch.device) -> dict:
-    """uint8 images -> [0, 1] floats (augmented when training), hidden cameras zeroed, to device."""
+def prepare_batch(batch: dict, augment: bool, camera_dropout: float, device: torch.device, shift_pad: int = 4) -> dict:
+    """uint8 images -> [0, 1] floats (augmented when training: shifted up to `shift_pad` pixels,
+    brightness/contrast jitter), hidden cameras zeroed, to device."""
     out = {k: v.to(device) for k, v in batch.items()}
     for key in ("images", "future_images"):
         images = out[key].float() / 255
         if augment and key == "images":
-            images = jitter(random_shift(images)).clamp(0, 1)
+            images = jitter(random_shift(images, shift_pad) if shift_pad else images).clamp(0, 1)
         out[key] = images
     if augment:
         out["camera_mask"] = drop_cameras(out["camera_mask"], camera_dropout)

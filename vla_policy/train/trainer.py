@@ -199,7 +199,7 @@ class Trainer:
     def _train_step(self, raw: dict) -> dict:
         t = self.config.train
         self.model.train()
-        batch = prepare_batch(raw, t.augment, t.camera_dropout, self.device)
+        batch = prepare_batch(raw, t.augment, t.camera_dropout, self.device, t.shift_pad)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             losses = self.ddp(batch)
         self.optimizer.zero_grad(set_to_none=True)

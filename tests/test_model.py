@@ -152,3 +152,30 @@ def test_keypoint_token_is_one_more_token_per_camera_and_moves_with_the_image():
     before = keypoints(encoder.stem(images[:, 0])[1])
     after = keypoints(encoder.stem(shifted[:, 0])[1])
     assert (after - before).abs().max() > 0.02  # the coordinates see a sub-patch shift
+
+
+def test_film_stem_starts_as_the_identity_and_then_conditions_the_keypoints():
+    torch.manual_seed(0)
+    encoder = VisionEncoder(dim=32, heads=2, layers=1, image_size=32, patch_size=16, cameras=1, keypoints=8, film=True)
+    images = torch.rand(2, 1, 3, 32, 32)
+    red, blue = torch.randn(1, 32).expand(2, -1), torch.randn(1, 32).expand(2, -1)
+    plain, _ = encoder(images)
+    assert torch.allclose(encoder(images, condition=red)[0], plain)  # zero-initialised FiLM: no change yet
+    for film in encoder.stem.films.values():
+        torch.nn.init.normal_(film.proj.weight, std=0.5)
+    red_tokens, blue_tokens = encoder(images, condition=red)[0], encoder(images, condition=blue)[0]
+    keypoint = slice(4, 5)  # the keypoint token follows the 4 patch tokens
+    assert (red_tokens[:, keypoint] - blue_tokens[:, keypoint]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="without FiLM"):
+        VisionEncoder(dim=32, heads=2, layers=1, image_size=32, patch_size=16, cameras=1)(images, condition=red)
+
+
+def test_film_model_trains_its_film_layers_and_samples():
+    torch.manual_seed(0)
+    config = tiny_model_config(vision={"film": True})
+    model = VLAModel(config, PROPRIO_DIM)
+    batch = random_batch(config)
+    model.compute_loss(batch)["total"].backward()
+    film_grads = [p.grad for p in model.vision.stem.films.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in film_grads)  # the instruction reaches the stem
+    assert torch.isfinite(model.sample_actions(batch)).all()

@@ -24,6 +24,7 @@ class VisionConfig:
     patch_size: int = 16  # conv stem stride: (image_size / patch_size)^2 tokens per camera
     layers: int = 1  # transformer layers over each camera's patches (shared weights)
     keypoints: int = 32  # spatial-softmax keypoints per camera, one extra token (0: patch tokens only)
+    film: bool = False  # the instruction modulates the conv stem (FiLM), so keypoints find the named object
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,10 @@ class TrainConfig:
     warmup_steps: int = 500
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    augment: bool = True  # random shift + brightness/contrast (never hue: colours name objects)
-    shift_pad: int = 4  # random shift of up to this many pixels (of model input) each way; 0: none
+    augment: bool = True  # brightness/contrast jitter (never hue: colours name objects), random shift if shift_pad
+    # Random shift of up to this many pixels (of model input) each way; 0: none. Off by default:
+    # at 64 px, 4 px moved the Lift cube further than its whole placement range (docs/RESULTS.md).
+    shift_pad: int = 0
     camera_dropout: float = 0.1  # chance per sample of hiding one camera (missing-modality robustness)
     val_fraction: float = 0.05
     eval_every: int = 1000

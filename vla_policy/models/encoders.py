@@ -20,12 +20,29 @@ class SpatialSoftmax(nn.Module):
         return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=-1)
 
 
+class FiLM(nn.Module):
+    """Feature-wise linear modulation (Perez et al. 2018) of a (B, F, H, W) feature map by a (B, D)
+    condition: x * (1 + gamma) + beta. Zero-initialised, so it starts as the identity."""
+
+    def __init__(self, condition_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(condition_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        gamma, beta = self.proj(condition)[:, :, None, None].chunk(2, dim=1)  # (B, F, 1, 1) each
+        return x * (1 + gamma) + beta
+
+
 class ConvPatchStem(nn.Module):
     """Patchify with a small strided conv stack instead of one linear patch projection: the same
     (S/p)^2 tokens as a ViT, but far more sample-efficient on small robot datasets. Also returns
-    the stride-4 feature map, fine enough to locate a cube to a pixel."""
+    the stride-4 feature map, fine enough to locate a cube to a pixel. With `film`, a condition
+    vector modulates every hidden conv layer (RT-1 and BC-Z condition their image encoders on the
+    instruction so: the features, and the keypoints read from them, become the named object's)."""
 
-    def __init__(self, dim: int, patch_size: int):
+    def __init__(self, dim: int, patch_size: int, film: bool = False):
         super().__init__()
         if patch_size not in (4, 8, 16):
             raise ValueError(f"patch_size must be 4, 8 or 16, got {patch_size}")
@@ -38,12 +55,22 @@ class ConvPatchStem(nn.Module):
         self.net = nn.Sequential(*layers[:-2])  # no norm/activation after the last conv
         self.stride4_index = min(5, len(self.net) - 1)  # the second conv's activation (or the output)
         self.stride4_channels = self.net[3].out_channels
+        # One FiLM after each hidden conv's activation (net indices 2, 5, ...), keyed by that index.
+        self.films = (
+            nn.ModuleDict({str(i): FiLM(dim, self.net[i - 2].out_channels) for i in range(2, len(self.net), 3)})
+            if film else None
+        )
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, 3, S, S) in [0, 1] -> (B, N, D) patch tokens, (B, F, S/4, S/4) stride-4 features."""
+    def forward(self, images: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, 3, S, S) in [0, 1], optional (B, D) condition -> (B, N, D) patch tokens,
+        (B, F, S/4, S/4) stride-4 features. Without a condition a FiLM stem is not modulated."""
+        if condition is not None and self.films is None:
+            raise ValueError("this stem was built without FiLM; it takes no condition")
         x = images * 2.0 - 1.0
         for i, layer in enumerate(self.net):
             x = layer(x)
+            if condition is not None and str(i) in self.films:
+                x = self.films[str(i)](x, condition)
             if i == self.stride4_index:
                 features = x
         return x.flatten(2).transpose(1, 2), features
@@ -52,15 +79,16 @@ class ConvPatchStem(nn.Module):
 class VisionEncoder(nn.Module):
     """Shared-weight ViT over each camera, plus a learned camera embedding per camera. With
     `keypoints` > 0 each camera also gets one keypoint token: the spatial-softmax (x, y) of that
-    many learned stride-4 feature maps, projected to D (patch tokens alone are as coarse as a patch)."""
+    many learned stride-4 feature maps, projected to D (patch tokens alone are as coarse as a patch).
+    With `film` the conv stem is modulated by a (B, D) condition (the instruction)."""
 
     def __init__(self, dim: int, heads: int, layers: int, image_size: int, patch_size: int, cameras: int,
-                 keypoints: int = 0):
+                 keypoints: int = 0, film: bool = False):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
         self.tokens_per_camera = (image_size // patch_size) ** 2 + (1 if keypoints else 0)
-        self.stem = ConvPatchStem(dim, patch_size)
+        self.stem = ConvPatchStem(dim, patch_size, film)
         self.keypoints = (
             nn.Sequential(nn.Conv2d(self.stem.stride4_channels, keypoints, 1), SpatialSoftmax(),
                           nn.Linear(2 * keypoints, dim))
@@ -70,10 +98,18 @@ class VisionEncoder(nn.Module):
         self.camera = nn.Parameter(torch.randn(cameras, dim) * 0.02)
         self.transformer = Transformer(dim, heads, layers)
 
-    def forward(self, images: Tensor, camera_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(B, C, 3, S, S) -> tokens (B, C*N, D), mask (B, C*N); a missing camera's tokens are masked."""
+    @property
+    def film(self) -> bool:
+        return self.stem.films is not None
+
+    def forward(self, images: Tensor, camera_mask: Tensor | None = None,
+                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, C, 3, S, S), optional (B, D) condition -> tokens (B, C*N, D), mask (B, C*N); a missing
+        camera's tokens are masked."""
         b, c = images.shape[:2]
-        x, features = self.stem(images.flatten(0, 1))  # (B*C, N', D), (B*C, F, S/4, S/4)
+        if condition is not None:
+            condition = condition.repeat_interleave(c, dim=0)  # (B*C, D), one per camera image
+        x, features = self.stem(images.flatten(0, 1), condition)  # (B*C, N', D), (B*C, F, S/4, S/4)
         if self.keypoints is not None:
             x = torch.cat([x, self.keypoints(features)[:, None]], dim=1)  # (B*C, N' + 1, D)
         x = self.transformer(x + self.position).view(b, c, self.tokens_per_camera, -1) + self.camera[None, :, None]

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vla_policy.config import ModelConfig
+from vla_policy.losses import masked_mean
 from vla_policy.models.encoders import ProprioEncoder, VisionEncoder
 from vla_policy.models.fusion import Modalities, build_fusion
 from vla_policy.models.heads import build_head
@@ -34,7 +35,7 @@ class VLAModel(nn.Module):
         self.config = config
         d, cams = config.d_model, len(config.vision.cameras)
         v = config.vision
-        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints)
+        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film)
         self.text = TextEncoder(config.text.kind, d, config.heads, config.text.layers, config.text.max_tokens)
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
@@ -60,13 +61,15 @@ class VLAModel(nn.Module):
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
-        vision, vision_mask = self.vision(batch["images"], batch["camera_mask"])
+        text = self.text(batch["text_ids"], batch["text_mask"])  # (B, L, D)
+        condition = masked_mean(text, batch["text_mask"]) if self.vision.film else None  # (B, D)
+        vision, vision_mask = self.vision(batch["images"], batch["camera_mask"], condition)
         if vision_override is not None:
             vision = vision_override
         return Modalities(
             vision=vision,
             vision_mask=vision_mask,
-            text=self.text(batch["text_ids"], batch["text_mask"]),
+            text=text,
             text_mask=batch["text_mask"],
             proprio=self.proprio(batch["proprio"]),
             cameras=batch["images"].shape[1],
@@ -93,7 +96,8 @@ class VLAModel(nn.Module):
         return run
 
     def visual_latent(self, images: Tensor, camera_mask: Tensor) -> Tensor:
-        """(B, C, 3, S, S) -> (B, C, D) one pooled latent per camera (the world model's target)."""
+        """(B, C, 3, S, S) -> (B, C, D) one pooled latent per camera (the world model's target; a
+        FiLM encoder's features unmodulated, so the target does not depend on the instruction)."""
         tokens, _ = self.vision(images, camera_mask)
         return tokens.view(images.shape[0], images.shape[1], -1, tokens.shape[-1]).mean(2)
 

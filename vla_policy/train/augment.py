@@ -38,7 +38,7 @@ def drop_cameras(camera_mask: torch.Tensor, p: float) -> torch.Tensor:
     return mask
 
 
-def prepare_batch(batch: dict, augment: bool, camera_dropout: float, device: torch.device, shift_pad: int = 4) -> dict:
+def prepare_batch(batch: dict, augment: bool, camera_dropout: float, device: torch.device, shift_pad: int = 0) -> dict:
     """uint8 images -> [0, 1] floats (augmented when training: shifted up to `shift_pad` pixels,
     brightness/contrast jitter), hidden cameras zeroed, to device."""
     out = {k: v.to(device) for k, v in batch.items()}

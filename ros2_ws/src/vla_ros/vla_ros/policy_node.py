@@ -32,6 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from vla_policy.data.windows import proprio_sources
 from vla_policy.policy import Policy
 from vla_policy.scheduler import ActionScheduler
+from vla_policy.train.checkpoint import read_checkpoint_meta
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
 from vla_ros.qos import LATCHED, RELIABLE, SENSOR
@@ -58,7 +59,7 @@ PARAMETERS = {
     "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
     "warmup_iterations": 3,
     "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop
-    "flow_steps": 0,  # Euler steps of a flow head; 0: the checkpoint's (fewer: lower latency)
+    "flow_steps": 0,  # Euler steps of a flow head; 0: the checkpoint's (fewer: lower latency; other heads ignore it)
     "control_thread_priority": 50,  # SCHED_FIFO priority of the control thread (Linux); 0: normal scheduling
     "autostart": False,  # configure and activate on start (what the launch files use)
 }
@@ -107,7 +108,11 @@ class PolicyNode(LifecycleNode):
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors>")
         torch.set_num_threads(self.cfg.inference_threads)
-        self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device, flow_steps=self.cfg.flow_steps or None)
+        flow_steps = self.cfg.flow_steps or None
+        if flow_steps and read_checkpoint_meta(checkpoint)[0].model.head != "flow":
+            self.get_logger().warning(f"flow_steps={flow_steps} ignored: this checkpoint has no flow head")
+            flow_steps = None
+        self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device, flow_steps=flow_steps)
         model = self.policy.config.model
         period_ms = self.cfg.replan_period_ms
         self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else self.policy.replan_every * self.policy.dt

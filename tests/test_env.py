@@ -28,6 +28,7 @@ def test_observation_keys_shapes_dtypes(env):
         assert obs[key].shape == shape and obs[key].dtype == np.float64, key
     assert np.isclose(np.linalg.norm(obs["eef_quat"]), 1.0)
     assert obs["object_state"].shape == (7 * len(env.scene.object_names),)
+    assert tuple(env.scene.object_names) == env.task.object_names  # what datasets index object_state by
     assert isinstance(obs["instruction"], str) and obs["instruction"] in env.task.instructions("train")
 
 

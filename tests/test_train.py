@@ -172,6 +172,27 @@ def test_object_position_targets_come_from_object_state(demos, tmp_path):
     assert "object_position" in losses and torch.isfinite(losses["object_position"])
 
 
+def test_target_position_is_the_object_the_instruction_names(demos, tmp_path):
+    from vla_policy.data.hdf5_dataset import open_dataset
+    from sim.tasks.tabletop import COLORS
+
+    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.val_fraction=0",
+                                  "model.aux.target_position=1.0"])
+    trainer = Trainer(config)
+    batch = trainer.train_set.batch(torch.arange(3))
+    with open_dataset(demos) as f:
+        demo = f["data"]["demo_0"]
+        target = json.loads(demo.attrs["goal"])["target"]
+        assert target in demo.attrs["instruction"]
+        k = COLORS.index(target)
+        state, eef = demo["obs"]["object_state"][:3], demo["obs"]["eef_pos"][:3]
+    expected = (state.reshape(3, 4, 7)[:, k, :3] - eef) * 10
+    assert torch.allclose(batch["target_position"], torch.from_numpy(expected).float(), atol=1e-5)
+    assert "object_position" not in batch  # only what is switched on is loaded
+    losses = trainer.model.compute_loss(prepare_batch(batch, False, 0.0, trainer.device))
+    assert "target_position" in losses and torch.isfinite(losses["target_position"])
+
+
 def test_object_position_head_fits_a_batch():
     model = VLAModel(tiny_model_config(aux={"object_position": 1.0, "objects": 2}, world_model_weight=0.0), PROPRIO_DIM)
     batch = random_batch(model.config, batch=4)

@@ -48,6 +48,10 @@ class AuxLossConfig:
     # to localise the cubes; inference needs no object state.
     object_position: float = 0.0
     objects: int = 4  # objects in the dataset's object_state (7 numbers each: position + quaternion)
+    # The same for the one object the instruction names (read from each demo's goal): the model
+    # can only answer by binding the instruction's words to what it sees, the grounding that the
+    # action loss alone taught too slowly (docs/RESULTS.md).
+    target_position: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class Task(abc.ABC):
     name: str
     horizon: int
     description: str = ""
+    object_names: tuple[str, ...] = ()  # the scene's task objects, in `SimEnv.object_state` order
 
     @abc.abstractmethod
     def make_scene(self, **robosuite_kwargs):

@@ -17,6 +17,7 @@ LIFT_HEIGHT = 0.04  # robosuite's criterion: cube centre 4 cm above the table to
 class LiftTask(Task):
     name = "lift"
     horizon = 200
+    object_names = ("cube",)
     description = "robosuite Lift: pick up the single red cube"
 
     def make_scene(self, control_freq: int = 20, seed: int = 0):

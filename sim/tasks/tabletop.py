@@ -58,6 +58,7 @@ class ColorCubesTask(Task):
     """Base of the family; `skills` says which skills a registered task samples from."""
 
     skills: tuple[str, ...] = ()
+    object_names = COLORS
 
     def __init__(self):
         self._by_split = {

@@ -7,6 +7,7 @@ preprocessing the Policy applies at run time, so what trains is what runs.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,7 @@ class Demo:
     text_mask: torch.Tensor  # (L,)
     instruction: str
     object_position: np.ndarray | None = None  # (T, 3K) objects relative to the gripper, decimetres
+    target_position: np.ndarray | None = None  # (T, 3) the named object relative to the gripper, decimetres
 
 
 def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int) -> np.ndarray:
@@ -70,6 +72,17 @@ def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int
         raise DatasetError(f"object_state has {object_state.shape[-1]} numbers; aux.objects={objects} needs {7 * objects}")
     positions = object_state.reshape(len(object_state), objects, 7)[:, :, :3] - eef_pos[:, None]
     return (positions * 10.0).reshape(len(object_state), -1).astype(np.float32)
+
+
+def target_index(group) -> int:
+    """Index in object_state of the object a demo's instruction names (its stored goal's target)."""
+    from sim.tasks import get_task
+
+    goal = json.loads(group.attrs["goal"])
+    names = get_task(str(group.attrs["task"])).object_names
+    if goal["target"] not in names:
+        raise DatasetError(f"{group.name}: goal target {goal['target']!r} is none of the task's objects {names}")
+    return names.index(goal["target"])
 
 
 def dataset_paths(spec: str) -> list[str]:
@@ -115,14 +128,19 @@ def _load_file(path: str, config: ModelConfig, indices: list[int] | None) -> tup
                                   for k in keys], dim=1)
             text = str(group.attrs["instruction"])
             ids, mask = tokenize([text], config.text.max_tokens)
-            objects = None
-            if config.aux.object_position:
+            objects = target = None
+            if config.aux.object_position or config.aux.target_position:
                 if "object_state" not in obs:
-                    raise DatasetError(f"{path}: data/{name}/obs has no object_state, which aux.object_position needs")
-                objects = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
+                    raise DatasetError(f"{path}: data/{name}/obs has no object_state, which aux.object_position "
+                                       "and aux.target_position need")
+                all_objects = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
+                objects = all_objects if config.aux.object_position else None
+                if config.aux.target_position:
+                    k = target_index(group)
+                    target = all_objects[:, 3 * k : 3 * k + 3]
             sources = {k: obs[k][()] for k in proprio_sources(config.proprio_keys) if k in obs}
             demos.append(Demo(images, proprio_from_obs(sources, config.proprio_keys),
-                              group["actions"][()].astype(np.float32), ids[0], mask[0], text, objects))
+                              group["actions"][()].astype(np.float32), ids[0], mask[0], text, objects, target))
         args = env_args(f)
     return demos, args
 
@@ -161,9 +179,14 @@ class DemoWindows(Dataset):
         self.text_ids = torch.stack([d.text_ids for d in demos]).to(self.device)  # (D, L)
         self.text_mask = torch.stack([d.text_mask for d in demos]).to(self.device)  # (D, L)
         self.proprio_dim = self.proprio.shape[1]
-        has_objects = all(d.object_position is not None for d in demos)
-        self.object_position = (torch.from_numpy(np.concatenate([d.object_position for d in demos])).to(self.device)
-                                if has_objects and demos else None)  # (N, 3K)
+        self.object_position = self._concat([d.object_position for d in demos])  # (N, 3K) or None
+        self.target_position = self._concat([d.target_position for d in demos])  # (N, 3) or None
+
+    def _concat(self, per_demo: list) -> torch.Tensor | None:
+        """Per-demo (T, k) arrays -> one (N, k) tensor on the device; None unless every demo has one."""
+        if not per_demo or any(x is None for x in per_demo):
+            return None
+        return torch.from_numpy(np.concatenate(per_demo)).to(self.device)
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -191,6 +214,8 @@ class DemoWindows(Dataset):
         }
         if self.object_position is not None:
             batch["object_position"] = self.object_position[t]
+        if self.target_position is not None:
+            batch["target_position"] = self.target_position[t]
         return batch
 
 

@@ -58,6 +58,10 @@ class VLAModel(nn.Module):
             self.object_queries = nn.Parameter(torch.randn(aux.objects, d) * 0.02)
             self.object_attention = nn.MultiheadAttention(d, config.heads, batch_first=True)
             self.object_decoder = nn.Linear(d, 3)
+        if aux.target_position:
+            self.target_query = nn.Parameter(torch.randn(1, d) * 0.02)
+            self.target_attention = nn.MultiheadAttention(d, config.heads, batch_first=True)
+            self.target_decoder = nn.Linear(d, 3)
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
@@ -123,6 +127,8 @@ class VLAModel(nn.Module):
         aux = self._aux_losses(batch, m)
         if self.config.aux.object_position:
             aux["object_position"] = self._object_position_loss(context, prefix_mask, batch)
+        if self.config.aux.target_position:
+            aux["target_position"] = self._target_position_loss(context, prefix_mask, batch)
         for name, value in aux.items():
             losses[name] = value
             total = total + getattr(self.config.aux, name) * value
@@ -163,6 +169,18 @@ class VLAModel(nn.Module):
             raise ValueError("aux.object_position needs the dataset's object_state (collected by `vla collect`)")
         target = batch["object_position"].view(context.shape[0], -1, 3)  # (B, K, 3)
         return F.smooth_l1_loss(self.predict_object_positions(context, prefix_mask), target)
+
+    def predict_target_position(self, context: Tensor, prefix_mask: Tensor) -> Tensor:
+        """(B, Np, D) context -> (B, 3) the named object's position relative to the gripper (dm).
+        One learned query: which object is meant has to be in the context already."""
+        query = self.target_query.expand(context.shape[0], -1, -1)
+        pooled, _ = self.target_attention(query, context, context, key_padding_mask=~prefix_mask, need_weights=False)
+        return self.target_decoder(pooled[:, 0])
+
+    def _target_position_loss(self, context: Tensor, prefix_mask: Tensor, batch: dict) -> Tensor:
+        if "target_position" not in batch:
+            raise ValueError("aux.target_position needs the dataset's object_state and goals (collected by `vla collect`)")
+        return F.smooth_l1_loss(self.predict_target_position(context, prefix_mask), batch["target_position"])
 
     def _predict_future(self, cache: list, prefix_mask: Tensor, actions: Tensor) -> Tensor:
         suffix, ar = self.world_model.suffix(actions)

@@ -284,6 +284,23 @@ def run_ablate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------- grounding
+def _grounding_args(p):
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--task", default="pick", help="a task whose first move goes to the named object (pick, stack)")
+    p.add_argument("--scenes", type=int, default=20, help="fresh scenes; each gets every training instruction")
+    p.add_argument("--seed", type=int, default=1_000_000, help="first scene seed (training data uses 0..)")
+
+
+@command("grounding", "offline probe: does the first chunk head for the object the instruction names?",
+         _grounding_args)
+def run_grounding(args) -> int:
+    from vla_policy.eval.grounding import grounding_probe
+
+    emit(grounding_probe(args.checkpoint, args.task, args.scenes, args.seed))
+    return 0
+
+
 # -------------------------------------------------------------------- demo
 def _demo_args(p):
     p.add_argument("--task", help="task to run (default: the checkpoint's own task)")

@@ -172,25 +172,46 @@ def test_object_position_targets_come_from_object_state(demos, tmp_path):
     assert "object_position" in losses and torch.isfinite(losses["object_position"])
 
 
-def test_target_position_is_the_object_the_instruction_names(demos, tmp_path):
-    from vla_policy.data.hdf5_dataset import open_dataset
+def test_instructions_are_reworded_to_name_each_object():
+    from vla_policy.data.windows import instructions_naming_each_object
+
+    names = ("red", "green", "blue")
+    assert instructions_naming_each_object("pick up the red cube", "red", names) == [
+        "pick up the red cube", "pick up the green cube", "pick up the blue cube"]
+    # stack names a second cube: rewording the target as that one would be ambiguous
+    assert instructions_naming_each_object("put the green cube on the red cube", "green", names) == [
+        None, "put the green cube on the red cube", "put the blue cube on the red cube"]
+    assert instructions_naming_each_object("lift the cube", "cube", ("cube",)) == ["lift the cube"]
+    assert instructions_naming_each_object("lift it", "red", names) == ["lift it", None, None]  # no name to swap
+
+
+def test_target_position_is_where_the_reworded_instruction_points(demos, tmp_path):
     from sim.tasks.tabletop import COLORS
+    from vla_policy.data.hdf5_dataset import open_dataset
+    from vla_policy.models.text import _tokenizer
 
     config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.val_fraction=0",
-                                  "model.aux.target_position=1.0"])
+                                  "model.aux.target_position=1.0", "model.vision.instructed_keypoints=2"])
     trainer = Trainer(config)
-    batch = trainer.train_set.batch(torch.arange(3))
+    torch.manual_seed(0)
+    batch = trainer.train_set.batch(torch.zeros(40, dtype=torch.long))  # demo 0, t = 0, 40 draws
     with open_dataset(demos) as f:
         demo = f["data"]["demo_0"]
-        target = json.loads(demo.attrs["goal"])["target"]
-        assert target in demo.attrs["instruction"]
-        k = COLORS.index(target)
-        state, eef = demo["obs"]["object_state"][:3], demo["obs"]["eef_pos"][:3]
-    expected = (state.reshape(3, 4, 7)[:, k, :3] - eef) * 10
-    assert torch.allclose(batch["target_position"], torch.from_numpy(expected).float(), atol=1e-5)
-    assert "object_position" not in batch  # only what is switched on is loaded
+        original = demo.attrs["instruction"]
+        state, eef = demo["obs"]["object_state"][0], demo["obs"]["eef_pos"][0]
+    named = set()
+    for ids, mask, target in zip(batch["target_text_ids"], batch["target_text_mask"], batch["target_position"]):
+        words = _tokenizer().decode(ids[mask].tolist()).split()
+        colour = next(c for c in COLORS if c in words)
+        assert " ".join(w for w in words if w not in COLORS) == " ".join(w for w in original.split() if w not in COLORS)
+        expected = (state.reshape(len(COLORS), 7)[COLORS.index(colour), :3] - eef) * 10
+        assert torch.allclose(target, torch.from_numpy(expected).float(), atol=1e-5)
+        named.add(colour)
+    assert named == set(COLORS)  # every cube is asked about, not only the demo's own
     losses = trainer.model.compute_loss(prepare_batch(batch, False, 0.0, trainer.device))
     assert "target_position" in losses and torch.isfinite(losses["target_position"])
+    with pytest.raises(ValueError, match="instructed_keypoints"):
+        VLAModel(tiny_model_config(aux={"target_position": 1.0}), PROPRIO_DIM)
 
 
 def test_object_position_head_fits_a_batch():

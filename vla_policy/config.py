@@ -25,6 +25,7 @@ class VisionConfig:
     layers: int = 1  # transformer layers over each camera's patches (shared weights)
     keypoints: int = 32  # spatial-softmax keypoints per camera, one extra token (0: patch tokens only)
     film: bool = False  # the instruction modulates the conv stem (FiLM), so keypoints find the named object
+    instructed_keypoints: int = 0  # keypoints whose queries come from the instruction, one extra token (0: none)
 
 
 @dataclass(frozen=True)

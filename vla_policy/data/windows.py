@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,11 @@ class Demo:
     text_mask: torch.Tensor  # (L,)
     instruction: str
     object_position: np.ndarray | None = None  # (T, 3K) objects relative to the gripper, decimetres
-    target_position: np.ndarray | None = None  # (T, 3) the named object relative to the gripper, decimetres
+    # The instruction reworded to name each object in turn (aux.target_position): (K, L) ids and
+    # mask, and (K,) whether that rewording exists (see instructions_naming_each_object).
+    naming_ids: torch.Tensor | None = None
+    naming_mask: torch.Tensor | None = None
+    naming_valid: torch.Tensor | None = None
 
 
 def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int) -> np.ndarray:
@@ -74,15 +79,30 @@ def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int
     return (positions * 10.0).reshape(len(object_state), -1).astype(np.float32)
 
 
-def target_index(group) -> int:
-    """Index in object_state of the object a demo's instruction names (its stored goal's target)."""
+def instructions_naming_each_object(instruction: str, target: str, names: tuple[str, ...]) -> list[str | None]:
+    """The instruction with its target's name swapped for each object's in turn ("pick up the red
+    cube" -> "... the blue cube"), in object_state order; None where the swap would be ambiguous
+    (the object is already named for another role, as stack's base cube is) or the target's name
+    is not in the words. The grounding objective asks where the reworded instruction's object is:
+    a scene then no longer tells which object is meant, only the words do."""
+    word = re.compile(rf"\b{re.escape(target)}\b")
+    if not word.search(instruction):
+        return [instruction if name == target else None for name in names]
+    return [instruction if name == target
+            else None if re.search(rf"\b{re.escape(name)}\b", instruction)
+            else word.sub(name, instruction)
+            for name in names]
+
+
+def named_objects(group) -> tuple[str, tuple[str, ...]]:
+    """A demo's goal target and its task's object names (object_state order)."""
     from sim.tasks import get_task
 
     goal = json.loads(group.attrs["goal"])
     names = get_task(str(group.attrs["task"])).object_names
     if goal["target"] not in names:
         raise DatasetError(f"{group.name}: goal target {goal['target']!r} is none of the task's objects {names}")
-    return names.index(goal["target"])
+    return goal["target"], names
 
 
 def dataset_paths(spec: str) -> list[str]:
@@ -128,19 +148,19 @@ def _load_file(path: str, config: ModelConfig, indices: list[int] | None) -> tup
                                   for k in keys], dim=1)
             text = str(group.attrs["instruction"])
             ids, mask = tokenize([text], config.text.max_tokens)
-            objects = target = None
+            sources = {k: obs[k][()] for k in proprio_sources(config.proprio_keys) if k in obs}
+            demo = Demo(images, proprio_from_obs(sources, config.proprio_keys),
+                        group["actions"][()].astype(np.float32), ids[0], mask[0], text)
             if config.aux.object_position or config.aux.target_position:
                 if "object_state" not in obs:
                     raise DatasetError(f"{path}: data/{name}/obs has no object_state, which aux.object_position "
                                        "and aux.target_position need")
-                all_objects = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
-                objects = all_objects if config.aux.object_position else None
-                if config.aux.target_position:
-                    k = target_index(group)
-                    target = all_objects[:, 3 * k : 3 * k + 3]
-            sources = {k: obs[k][()] for k in proprio_sources(config.proprio_keys) if k in obs}
-            demos.append(Demo(images, proprio_from_obs(sources, config.proprio_keys),
-                              group["actions"][()].astype(np.float32), ids[0], mask[0], text, objects, target))
+                demo.object_position = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
+            if config.aux.target_position:
+                reworded = instructions_naming_each_object(text, *named_objects(group))
+                demo.naming_ids, demo.naming_mask = tokenize([r or "" for r in reworded], config.text.max_tokens)
+                demo.naming_valid = torch.tensor([r is not None for r in reworded])
+            demos.append(demo)
         args = env_args(f)
     return demos, args
 
@@ -180,7 +200,11 @@ class DemoWindows(Dataset):
         self.text_mask = torch.stack([d.text_mask for d in demos]).to(self.device)  # (D, L)
         self.proprio_dim = self.proprio.shape[1]
         self.object_position = self._concat([d.object_position for d in demos])  # (N, 3K) or None
-        self.target_position = self._concat([d.target_position for d in demos])  # (N, 3) or None
+        self.naming = (  # (D, K, L) ids, (D, K, L) mask, (D, K) valid; or None
+            tuple(torch.stack([getattr(d, f) for d in demos]).to(self.device)
+                  for f in ("naming_ids", "naming_mask", "naming_valid"))
+            if demos and all(d.naming_ids is not None for d in demos) and self.object_position is not None else None
+        )
 
     def _concat(self, per_demo: list) -> torch.Tensor | None:
         """Per-demo (T, k) arrays -> one (N, k) tensor on the device; None unless every demo has one."""
@@ -214,8 +238,11 @@ class DemoWindows(Dataset):
         }
         if self.object_position is not None:
             batch["object_position"] = self.object_position[t]
-        if self.target_position is not None:
-            batch["target_position"] = self.target_position[t]
+        if self.naming is not None:  # one object per sample, drawn from those the instruction can name
+            ids, mask, valid = self.naming
+            k = torch.multinomial(valid[demo].float(), 1)[:, 0]  # (B,)
+            batch["target_text_ids"], batch["target_text_mask"] = ids[demo, k], mask[demo, k]
+            batch["target_position"] = self.object_position[t].view(len(t), -1, 3)[torch.arange(len(t)), k]
         return batch
 
 

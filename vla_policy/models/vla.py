@@ -30,12 +30,15 @@ from vla_policy.models.world_model import WorldModelHead, surprise
 class VLAModel(nn.Module):
     def __init__(self, config: ModelConfig, proprio_dim: int):
         super().__init__()
+        if config.aux.target_position and not config.vision.instructed_keypoints:
+            raise ValueError("aux.target_position reads the instructed keypoints; set vision.instructed_keypoints > 0")
         if config.aux.masked and config.fusion == "late":
             raise ValueError("aux.masked needs a fusion that keeps per-patch vision tokens; 'late' pools them away")
         self.config = config
         d, cams = config.d_model, len(config.vision.cameras)
         v = config.vision
-        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film)
+        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film,
+                                     v.instructed_keypoints)
         self.text = TextEncoder(config.text.kind, d, config.heads, config.text.layers, config.text.max_tokens)
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
@@ -59,14 +62,12 @@ class VLAModel(nn.Module):
             self.object_attention = nn.MultiheadAttention(d, config.heads, batch_first=True)
             self.object_decoder = nn.Linear(d, 3)
         if aux.target_position:
-            self.target_query = nn.Parameter(torch.randn(1, d) * 0.02)
-            self.target_attention = nn.MultiheadAttention(d, config.heads, batch_first=True)
-            self.target_decoder = nn.Linear(d, 3)
+            self.target_decoder = nn.Sequential(nn.Linear((cams + 1) * d, d), nn.GELU(), nn.Linear(d, 3))
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
         text = self.text(batch["text_ids"], batch["text_mask"])  # (B, L, D)
-        condition = masked_mean(text, batch["text_mask"]) if self.vision.film else None  # (B, D)
+        condition = masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None  # (B, D), as instruction_condition
         vision, vision_mask = self.vision(batch["images"], batch["camera_mask"], condition)
         if vision_override is not None:
             vision = vision_override
@@ -100,8 +101,9 @@ class VLAModel(nn.Module):
         return run
 
     def visual_latent(self, images: Tensor, camera_mask: Tensor) -> Tensor:
-        """(B, C, 3, S, S) -> (B, C, D) one pooled latent per camera (the world model's target; a
-        FiLM encoder's features unmodulated, so the target does not depend on the instruction)."""
+        """(B, C, 3, S, S) -> (B, C, D) one pooled latent per camera (the world model's target; an
+        instruction-conditioned encoder run without its condition, so the target does not depend
+        on the instruction)."""
         tokens, _ = self.vision(images, camera_mask)
         return tokens.view(images.shape[0], images.shape[1], -1, tokens.shape[-1]).mean(2)
 
@@ -128,7 +130,7 @@ class VLAModel(nn.Module):
         if self.config.aux.object_position:
             aux["object_position"] = self._object_position_loss(context, prefix_mask, batch)
         if self.config.aux.target_position:
-            aux["target_position"] = self._target_position_loss(context, prefix_mask, batch)
+            aux["target_position"] = self._target_position_loss(batch, m.proprio)
         for name, value in aux.items():
             losses[name] = value
             total = total + getattr(self.config.aux, name) * value
@@ -170,17 +172,26 @@ class VLAModel(nn.Module):
         target = batch["object_position"].view(context.shape[0], -1, 3)  # (B, K, 3)
         return F.smooth_l1_loss(self.predict_object_positions(context, prefix_mask), target)
 
-    def predict_target_position(self, context: Tensor, prefix_mask: Tensor) -> Tensor:
-        """(B, Np, D) context -> (B, 3) the named object's position relative to the gripper (dm).
-        One learned query: which object is meant has to be in the context already."""
-        query = self.target_query.expand(context.shape[0], -1, -1)
-        pooled, _ = self.target_attention(query, context, context, key_padding_mask=~prefix_mask, need_weights=False)
-        return self.target_decoder(pooled[:, 0])
+    def instruction_condition(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
+        """(B, L) ids and mask -> (B, D) the vector that conditions the vision encoder."""
+        return masked_mean(self.text(text_ids, text_mask), text_mask)
 
-    def _target_position_loss(self, context: Tensor, prefix_mask: Tensor, batch: dict) -> Tensor:
+    def predict_target_position(self, images: Tensor, text_ids: Tensor, text_mask: Tensor, proprio: Tensor) -> Tensor:
+        """(B, C, 3, S, S) images, an instruction, (B, 1, D) proprio token -> (B, 3) where the object
+        the instruction names is, relative to the gripper (dm), read from each camera's
+        instructed-keypoint token. So close to the keypoints, the loss teaches their queries to
+        find what the words name."""
+        condition = self.instruction_condition(text_ids, text_mask)
+        instructed = self.vision.instructed_tokens(images, condition)  # (B, C, D)
+        return self.target_decoder(torch.cat([instructed.flatten(1), proprio[:, 0]], dim=-1))
+
+    def _target_position_loss(self, batch: dict, proprio: Tensor) -> Tensor:
+        """Asked with the instruction reworded to name a random object (the dataset draws it), so the
+        answer cannot come from recognising the scene."""
         if "target_position" not in batch:
             raise ValueError("aux.target_position needs the dataset's object_state and goals (collected by `vla collect`)")
-        return F.smooth_l1_loss(self.predict_target_position(context, prefix_mask), batch["target_position"])
+        predicted = self.predict_target_position(batch["images"], batch["target_text_ids"], batch["target_text_mask"], proprio)
+        return F.smooth_l1_loss(predicted, batch["target_position"])
 
     def _predict_future(self, cache: list, prefix_mask: Tensor, actions: Tensor) -> Tensor:
         suffix, ar = self.world_model.suffix(actions)

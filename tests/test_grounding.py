@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sim.env import EnvConfig, SimEnv
 from sim.tasks.tabletop import COLORS
-from vla_policy.eval.grounding import heading_agreement, heading_for
+from vla_policy.eval.grounding import heading_agreement, heading_for, target_head_agreement
 
 
 class HeadFor:
@@ -46,6 +47,31 @@ def test_a_policy_that_reads_the_name_scores_one_and_one_that_does_not_scores_ch
     assert grounded["hits"] == grounded["pairs"] == 3 * len(instructions)
     blind = heading_agreement(HeadFor(env, fixed="red"), env, range(3), instructions)
     assert blind["rate"] == pytest.approx(1 / len(COLORS)) == blind["chance"]
+
+
+class Locates:
+    """A policy whose target head answers with the true position (relative to the gripper, in
+    decimetres) of the object the instruction names, or of a fixed one."""
+
+    def __init__(self, env: SimEnv, fixed: str | None = None):
+        self.env, self.fixed, self.model = env, fixed, self
+
+    def make_batch(self, obs, instruction):
+        return {"images": None, "text_ids": instruction, "text_mask": None, "proprio": None}
+
+    def proprio(self, proprio):
+        return proprio
+
+    def predict_target_position(self, images, instruction, mask, proprio):
+        target = self.fixed or self.env.task.parse(instruction).target
+        return torch.from_numpy((self.env.object_position(target) - self.env.eef_pos) * 10)[None]
+
+
+def test_target_head_agreement_is_one_for_the_true_position_and_chance_for_a_fixed_object(env):
+    instructions = env.task.instructions("train")
+    assert target_head_agreement(Locates(env), env, range(3), instructions)["rate"] == 1.0
+    blind = target_head_agreement(Locates(env, fixed="blue"), env, range(3), instructions)
+    assert blind["rate"] == pytest.approx(1 / len(COLORS))
 
 
 def test_grounding_cli_on_the_shipped_checkpoint(vla_cmd):

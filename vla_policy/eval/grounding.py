@@ -1,7 +1,8 @@
 """Does a policy read which object the instruction names? An offline probe that takes seconds:
 in fresh scenes, every instruction of a grasping skill is given in turn, and the first chunk's
 planar motion is compared with the direction to each object. A policy that reads the object's
-name heads for the named one; one that ignores it is right at chance (1 / objects).
+name heads for the named one; one that ignores it is right at chance (1 / objects). A model
+trained with the grounding objective (aux.target_position) is also asked where the named object is.
 
 Meaningful where the first move goes to the named object (pick, stack); push approaches from
 behind the cube.
@@ -25,21 +26,52 @@ def heading_for(motion: np.ndarray, eef_xy: np.ndarray, objects: dict[str, np.nd
     return max(objects, key=cosine)
 
 
-def heading_agreement(policy, env: SimEnv, seeds: range | list[int], instructions: list[str]) -> dict:
-    """`policy.predict_chunk(obs, instruction).actions` (H, A) with planar deltas in A[:2], run on
-    each (seed, instruction); -> how often its summed planar motion heads for the named object."""
+def named_object_agreement(guess, env: SimEnv, seeds: range | list[int], instructions: list[str]) -> dict:
+    """`guess(obs, instruction) -> object name`, asked on each (seed, instruction) at the episode's
+    start; -> how often it is the object the instruction names, with a Wilson interval."""
     hits = total = 0
     for seed in seeds:
         for text in instructions:
             obs = env.reset(seed=seed, instruction=text)  # the scene depends on the seed alone
-            policy.reset()
-            motion = np.asarray(policy.predict_chunk(obs, text).actions)[:, :2].sum(0)
-            objects = {name: env.object_position(name) for name in env.scene.object_names}
-            hits += heading_for(motion, env.eef_pos[:2], objects) == env.goal.target
+            hits += guess(obs, text) == env.goal.target
             total += 1
     low, high = wilson_interval(hits, total)
     return {"hits": hits, "pairs": total, "rate": hits / total if total else 0.0,
             "wilson95": [round(low, 4), round(high, 4)], "chance": 1.0 / len(env.scene.object_names)}
+
+
+def _objects(env: SimEnv) -> dict[str, np.ndarray]:
+    return {name: env.object_position(name) for name in env.scene.object_names}
+
+
+def heading_agreement(policy, env: SimEnv, seeds: range | list[int], instructions: list[str]) -> dict:
+    """`policy.predict_chunk(obs, instruction).actions` (H, A) with planar deltas in A[:2]: how often
+    the first chunk's summed planar motion heads for the named object."""
+
+    def guess(obs: dict, text: str) -> str:
+        policy.reset()
+        motion = np.asarray(policy.predict_chunk(obs, text).actions)[:, :2].sum(0)
+        return heading_for(motion, env.eef_pos[:2], _objects(env))
+
+    return named_object_agreement(guess, env, seeds, instructions)
+
+
+def target_head_agreement(policy, env: SimEnv, seeds: range | list[int], instructions: list[str]) -> dict:
+    """For a model trained with aux.target_position: how often the object nearest (in the plane) to
+    where its target head says the named object is, is the named object."""
+    import torch
+
+    model = policy.model
+
+    def guess(obs: dict, text: str) -> str:
+        batch = policy.make_batch(obs, text)
+        with torch.no_grad():
+            predicted = model.predict_target_position(batch["images"], batch["text_ids"], batch["text_mask"],
+                                                      model.proprio(batch["proprio"]))[0].cpu().numpy() / 10
+        where = env.eef_pos + predicted  # metres, world frame
+        return min(_objects(env), key=lambda name: float(np.linalg.norm(env.object_position(name)[:2] - where[:2])))
+
+    return named_object_agreement(guess, env, seeds, instructions)
 
 
 def grounding_probe(checkpoint: str, task: str = "pick", scenes: int = 20, seed: int = 1_000_000) -> dict:
@@ -50,9 +82,12 @@ def grounding_probe(checkpoint: str, task: str = "pick", scenes: int = 20, seed:
     env = SimEnv(checkpoint_env_config(checkpoint, task, "train"))
     try:
         instructions = env.task.instructions("train")
-        result = heading_agreement(Policy.from_checkpoint(checkpoint, device="cpu"), env,
-                                   range(seed, seed + scenes), instructions)
+        policy = Policy.from_checkpoint(checkpoint, device="cpu")
+        seeds = range(seed, seed + scenes)
+        report = {"checkpoint": str(checkpoint), "task": task, "scenes": scenes, "instructions": len(instructions),
+                  "heads_for_named_object": heading_agreement(policy, env, seeds, instructions)}
+        if policy.config.model.aux.target_position:
+            report["target_head_finds_named_object"] = target_head_agreement(policy, env, seeds, instructions)
     finally:
         env.close()
-    return {"checkpoint": str(checkpoint), "task": task, "scenes": scenes, "instructions": len(instructions),
-            "heads_for_named_object": result}
+    return report

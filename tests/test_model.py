@@ -222,6 +222,21 @@ def test_instructed_keypoints_learn_to_find_the_named_colour():
     assert held_out < 0.05  # guessing between the two squares (or their middle) errs ~0.3
 
 
+def test_target_token_gives_the_policy_the_target_heads_estimate_without_training_the_head():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="aux.target_position"):
+        VLAModel(tiny_model_config(target_token=True), PROPRIO_DIM)
+    config = tiny_model_config(vision={"instructed_keypoints": 2}, aux={"target_position": 1.0}, target_token=True)
+    model = VLAModel(config, PROPRIO_DIM)
+    batch = random_batch(config)
+    assert model.encode(batch).proprio.shape == (3, 2, config.d_model)  # proprio, then the estimate
+    model.compute_loss(batch | {"target_text_ids": batch["text_ids"], "target_text_mask": batch["text_mask"],
+                                "target_position": torch.zeros(3, 3)})["action"].backward()
+    assert all(p.grad is None for p in model.target_decoder.parameters())  # the action loss does not move the head
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.target_embed.parameters())
+    assert torch.isfinite(model.sample_actions(batch)).all()
+
+
 def test_film_model_trains_its_film_layers_and_samples():
     torch.manual_seed(0)
     config = tiny_model_config(vision={"film": True})

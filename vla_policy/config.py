@@ -81,6 +81,9 @@ class ModelConfig:
     flow_steps: int = 10  # K Euler steps at inference
     bins: int = 256  # discrete head: bins per action dimension
     world_model_weight: float = 0.1  # 0: no world-model head
+    # The policy also sees where its target head says the named object is (one more token beside
+    # proprio; the estimate is detached, so only its own loss trains it). Needs aux.target_position.
+    target_token: bool = False
     aux: AuxLossConfig = field(default_factory=AuxLossConfig)
 
 

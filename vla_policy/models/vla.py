@@ -30,6 +30,8 @@ from vla_policy.models.world_model import WorldModelHead, surprise
 class VLAModel(nn.Module):
     def __init__(self, config: ModelConfig, proprio_dim: int):
         super().__init__()
+        if config.target_token and not config.aux.target_position:
+            raise ValueError("target_token feeds the target head's estimate to the policy; set aux.target_position > 0")
         if config.aux.target_position and not config.vision.instructed_keypoints:
             raise ValueError("aux.target_position reads the instructed keypoints; set vision.instructed_keypoints > 0")
         if config.aux.masked and config.fusion == "late":
@@ -63,12 +65,19 @@ class VLAModel(nn.Module):
             self.object_decoder = nn.Linear(d, 3)
         if aux.target_position:
             self.target_decoder = nn.Sequential(nn.Linear((cams + 1) * d, d), nn.GELU(), nn.Linear(d, 3))
+        if config.target_token:
+            self.target_embed = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
         text = self.text(batch["text_ids"], batch["text_mask"])  # (B, L, D)
         condition = masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None  # (B, D), as instruction_condition
         vision, vision_mask = self.vision(batch["images"], batch["camera_mask"], condition)
+        proprio = self.proprio(batch["proprio"])  # (B, 1, D)
+        if self.config.target_token:  # (B, 2, D): proprio, then where the named object is thought to be
+            instructed = vision.view(vision.shape[0], batch["images"].shape[1], -1, vision.shape[-1])[:, :, -1]
+            estimate = self._decode_target(instructed, proprio).detach()  # (B, 3) dm from the gripper
+            proprio = torch.cat([proprio, self.target_embed(estimate)[:, None]], dim=1)
         if vision_override is not None:
             vision = vision_override
         return Modalities(
@@ -76,7 +85,7 @@ class VLAModel(nn.Module):
             vision_mask=vision_mask,
             text=text,
             text_mask=batch["text_mask"],
-            proprio=self.proprio(batch["proprio"]),
+            proprio=proprio,
             cameras=batch["images"].shape[1],
         )
 
@@ -177,12 +186,15 @@ class VLAModel(nn.Module):
         return masked_mean(self.text(text_ids, text_mask), text_mask)
 
     def predict_target_position(self, images: Tensor, text_ids: Tensor, text_mask: Tensor, proprio: Tensor) -> Tensor:
-        """(B, C, 3, S, S) images, an instruction, (B, 1, D) proprio token -> (B, 3) where the object
+        """(B, C, 3, S, S) images, an instruction, (B, >=1, D) proprio tokens -> (B, 3) where the object
         the instruction names is, relative to the gripper (dm), read from each camera's
         instructed-keypoint token. So close to the keypoints, the loss teaches their queries to
         find what the words name."""
         condition = self.instruction_condition(text_ids, text_mask)
-        instructed = self.vision.instructed_tokens(images, condition)  # (B, C, D)
+        return self._decode_target(self.vision.instructed_tokens(images, condition), proprio)
+
+    def _decode_target(self, instructed: Tensor, proprio: Tensor) -> Tensor:
+        """(B, C, D) instructed-keypoint tokens, (B, >=1, D) proprio tokens -> (B, 3)."""
         return self.target_decoder(torch.cat([instructed.flatten(1), proprio[:, 0]], dim=-1))
 
     def _target_position_loss(self, batch: dict, proprio: Tensor) -> Tensor:

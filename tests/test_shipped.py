@@ -8,7 +8,12 @@ import subprocess
 
 import numpy as np
 
+from safetensors.torch import save_file
+
 from sim.env import SimEnv
+from vla_policy.config import Config, from_dict
+from vla_policy.models.build import build_model
+from vla_policy.train.checkpoint import trainable_state
 from vla_policy.eval.demo import SHIPPED_CHECKPOINT
 from vla_policy.eval.runner import checkpoint_env_config
 from vla_policy.policy import Policy
@@ -35,10 +40,15 @@ def test_demo_runs_the_shipped_policy(vla_cmd, tmp_path):
     assert (tmp_path / "demo.mp4").stat().st_size > 0
 
 
-def test_a_checkpoint_from_before_the_keypoint_token_still_loads(tmp_path):
+def test_a_checkpoint_from_before_the_keypoint_token_still_loads(tiny_checkpoint, tmp_path):
+    """A config.json written before `vision.keypoints` existed was trained without the token."""
     old = tmp_path / "old"
-    shutil.copytree(SHIPPED_CHECKPOINT, old, ignore=shutil.ignore_patterns("eval"))
+    shutil.copytree(tiny_checkpoint, old)
     config = json.loads((old / "config.json").read_text())
+    config["model"]["vision"]["keypoints"] = 0
+    meta = json.loads((old / "meta.json").read_text())
+    model = build_model(from_dict(Config, config).model, meta["proprio_dim"])
+    save_file(trainable_state(model), str(old / "model.safetensors"))
     del config["model"]["vision"]["keypoints"]  # written before the field existed
     (old / "config.json").write_text(json.dumps(config))
     policy = Policy.from_checkpoint(old, device="cpu")

@@ -237,6 +237,33 @@ def test_target_token_gives_the_policy_the_target_heads_estimate_without_trainin
     assert torch.isfinite(model.sample_actions(batch)).all()
 
 
+def test_place_head_adds_its_estimate_to_the_target_token_starting_from_nothing():
+    torch.manual_seed(0)
+    base = dict(vision={"instructed_keypoints": 2}, target_token=True)
+    config = tiny_model_config(aux={"target_position": 1.0, "place_position": 1.0}, **base)
+    model = VLAModel(config, PROPRIO_DIM)
+    without = VLAModel(tiny_model_config(aux={"target_position": 1.0}, **base), PROPRIO_DIM)
+    without.load_state_dict(model.state_dict(), strict=False)  # all but the place head and its embedding
+    batch = random_batch(config)
+    # zero-initialised, so a checkpoint fine-tuned with a place head starts where it was
+    assert torch.allclose(model.encode(batch).proprio, without.encode(batch).proprio)
+    grounding = {"target_text_ids": batch["text_ids"], "target_text_mask": batch["text_mask"],
+                 "target_position": torch.zeros(3, 3), "place_position": torch.ones(3, 3),
+                 "place_valid": torch.tensor([True, False, True])}
+    losses = model.compute_loss(batch | grounding)
+    losses["action"].backward(retain_graph=True)
+    assert all(p.grad is None for p in model.place_decoder.parameters())  # the action loss does not move the head
+    assert model.place_embed[-1].weight.grad.abs().sum() > 0
+    model.zero_grad()
+    losses["place_position"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.place_decoder.parameters())
+    alone = model.compute_loss(batch | grounding | {"place_valid": torch.tensor([False, False, True])})
+    predicted = model.predict_place_position(batch["images"], batch["text_ids"], batch["text_mask"],
+                                             model.encode(batch).proprio)
+    expected = torch.nn.functional.smooth_l1_loss(predicted[2], torch.ones(3))  # only the valid sample counts
+    assert torch.allclose(alone["place_position"], expected, atol=1e-5)
+
+
 def test_film_model_trains_its_film_layers_and_samples():
     torch.manual_seed(0)
     config = tiny_model_config(vision={"film": True})

@@ -185,6 +185,52 @@ def test_instructions_are_reworded_to_name_each_object():
     assert instructions_naming_each_object("lift it", "red", names) == ["lift it", None, None]  # no name to swap
 
 
+def test_stack_instructions_are_reworded_in_both_roles():
+    from vla_policy.data.windows import rewordings
+
+    names = ("red", "green", "blue")
+    put = "put the green cube on the red cube"
+    texts, objects = rewordings(put, {"target": "green", "place_on": "red"}, names, with_place=True)
+    assert texts == [None, put, "put the blue cube on the red cube",  # the target swapped
+                     put, None, "put the green cube on the blue cube"]  # the place swapped
+    assert objects == [(0, 0), (1, 0), (2, 0), (1, 0), (1, 1), (1, 2)]  # (target, place) each then names
+    texts, objects = rewordings("pick up the red cube", {"target": "red"}, names, with_place=True)
+    assert texts[3:] == [None] * 3 and [o[1] for o in objects] == [-1] * 6  # no place to ask about
+    texts, objects = rewordings(put, {"target": "green", "place_on": "red"}, names, with_place=False)
+    assert len(texts) == 3 and objects == [(0, -1), (1, -1), (2, -1)]
+
+
+def test_place_position_is_where_the_reworded_base_is(tmp_path):
+    from sim.tasks.tabletop import COLORS
+    from vla_policy.data.hdf5_dataset import open_dataset
+    from vla_policy.models.text import _tokenizer
+
+    stack = tmp_path / "stack.hdf5"
+    collect("stack", 1, stack, seed=3, config=EnvConfig(task="stack", image_size=32))
+    config = load_config("tiny", [f"train.dataset={stack}", f"train.out={tmp_path / 'run'}", "train.val_fraction=0",
+                                  "model.aux.target_position=1.0", "model.aux.place_position=1.0",
+                                  "model.vision.instructed_keypoints=2"])
+    trainer = Trainer(config)
+    torch.manual_seed(0)
+    batch = trainer.train_set.batch(torch.zeros(60, dtype=torch.long))  # t = 0, 60 draws
+    with open_dataset(stack) as f:
+        demo = f["data"]["demo_0"]
+        state, eef = demo["obs"]["object_state"][0].reshape(len(COLORS), 7)[:, :3], demo["obs"]["eef_pos"][0]
+    where = {c: torch.from_numpy((state[i] - eef) * 10).float() for i, c in enumerate(COLORS)}
+    places = set()
+    for ids, mask, target, place in zip(batch["target_text_ids"], batch["target_text_mask"],
+                                        batch["target_position"], batch["place_position"]):
+        words = _tokenizer().decode(ids[mask].tolist()).split()
+        first, second = [w for w in words if w in COLORS]  # "put the <target> cube on the <place> cube" or alike
+        assert torch.allclose(target, where[first], atol=1e-5) and torch.allclose(place, where[second], atol=1e-5)
+        places.add(second)
+    assert batch["place_valid"].all() and len(places) >= 3  # the base is reworded too, not only the target
+    losses = trainer.model.compute_loss(prepare_batch(batch, False, 0.0, trainer.device))
+    assert torch.isfinite(losses["place_position"]) and losses["place_position"] > 0
+    with pytest.raises(ValueError, match="aux.target_position"):
+        VLAModel(tiny_model_config(vision={"instructed_keypoints": 2}, aux={"place_position": 1.0}), PROPRIO_DIM)
+
+
 def test_target_position_is_where_the_reworded_instruction_points(demos, tmp_path):
     from sim.tasks.tabletop import COLORS
     from vla_policy.data.hdf5_dataset import open_dataset

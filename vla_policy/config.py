@@ -53,6 +53,9 @@ class AuxLossConfig:
     # can only answer by binding the instruction's words to what it sees, the grounding that the
     # action loss alone taught too slowly (docs/RESULTS.md).
     target_position: float = 0.0
+    # The same for the object the named one goes onto (stack's base), asked with the base's name
+    # swapped; demos whose goal names no such object do not count. Needs target_position.
+    place_position: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ class ModelConfig:
     bins: int = 256  # discrete head: bins per action dimension
     world_model_weight: float = 0.1  # 0: no world-model head
     # The policy also sees where its target head says the named object is (one more token beside
-    # proprio; the estimate is detached, so only its own loss trains it). Needs aux.target_position.
+    # proprio; the estimate is detached, so only its own loss trains it), and with aux.place_position
+    # where the place head says it goes. Needs aux.target_position.
     target_token: bool = False
     aux: AuxLossConfig = field(default_factory=AuxLossConfig)
 

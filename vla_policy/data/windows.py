@@ -63,11 +63,14 @@ class Demo:
     text_mask: torch.Tensor  # (L,)
     instruction: str
     object_position: np.ndarray | None = None  # (T, 3K) objects relative to the gripper, decimetres
-    # The instruction reworded to name each object in turn (aux.target_position): (K, L) ids and
-    # mask, and (K,) whether that rewording exists (see instructions_naming_each_object).
+    # The instruction reworded to name each object in turn in each of its roles (aux.target_position,
+    # aux.place_position): (R*K, L) ids and mask, (R*K,) whether that rewording exists (see
+    # instructions_naming_each_object), and (R*K, 2) the object each rewording then names as the
+    # target and as the place (-1: none).
     naming_ids: torch.Tensor | None = None
     naming_mask: torch.Tensor | None = None
     naming_valid: torch.Tensor | None = None
+    naming_objects: torch.Tensor | None = None
 
 
 def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int) -> np.ndarray:
@@ -94,15 +97,42 @@ def instructions_naming_each_object(instruction: str, target: str, names: tuple[
             for name in names]
 
 
-def named_objects(group) -> tuple[str, tuple[str, ...]]:
-    """A demo's goal target and its task's object names (object_state order)."""
+ROLES = ("target", "place_on")  # the goal fields that name an object: what to act on, where to put it
+
+
+def named_objects(group) -> tuple[dict[str, str], tuple[str, ...]]:
+    """A demo's named objects by role ({"target": "green", "place_on": "red"} for a stack) and its
+    task's object names (object_state order)."""
     from sim.tasks import get_task
 
     goal = json.loads(group.attrs["goal"])
     names = get_task(str(group.attrs["task"])).object_names
-    if goal["target"] not in names:
-        raise DatasetError(f"{group.name}: goal target {goal['target']!r} is none of the task's objects {names}")
-    return goal["target"], names
+    roles = {role: goal[role] for role in ROLES if goal.get(role)}
+    for role, name in roles.items():
+        if name not in names:
+            raise DatasetError(f"{group.name}: goal {role} {name!r} is none of the task's objects {names}")
+    if "target" not in roles:
+        raise DatasetError(f"{group.name}: the goal names no target")
+    return roles, names
+
+
+def rewordings(instruction: str, roles: dict[str, str], names: tuple[str, ...],
+               with_place: bool) -> tuple[list[str | None], list[tuple[int, int]]]:
+    """Every rewording the grounding objectives ask with: the object named in each role (the target;
+    with `with_place` also the place) swapped for each object in turn. -> R*K instructions (None
+    where none exists) and for each, the objects it then names as (target, place) (-1: no place)."""
+    index = {role: names.index(name) for role, name in roles.items()}
+    texts, objects = [], []
+    for role in ROLES[:2 if with_place else 1]:
+        if role not in roles:
+            texts += [None] * len(names)
+            objects += [(0, -1)] * len(names)
+            continue
+        texts += instructions_naming_each_object(instruction, roles[role], names)
+        for k in range(len(names)):
+            named = index | {role: k}
+            objects.append((named["target"], named.get("place_on", -1) if with_place else -1))
+    return texts, objects
 
 
 def dataset_paths(spec: str) -> list[str]:
@@ -157,9 +187,10 @@ def _load_file(path: str, config: ModelConfig, indices: list[int] | None) -> tup
                                        "and aux.target_position need")
                 demo.object_position = object_positions(obs["object_state"][()], obs["eef_pos"][()], config.aux.objects)
             if config.aux.target_position:
-                reworded = instructions_naming_each_object(text, *named_objects(group))
+                reworded, objects = rewordings(text, *named_objects(group), with_place=bool(config.aux.place_position))
                 demo.naming_ids, demo.naming_mask = tokenize([r or "" for r in reworded], config.text.max_tokens)
                 demo.naming_valid = torch.tensor([r is not None for r in reworded])
+                demo.naming_objects = torch.tensor(objects)
             demos.append(demo)
         args = env_args(f)
     return demos, args
@@ -200,9 +231,9 @@ class DemoWindows(Dataset):
         self.text_mask = torch.stack([d.text_mask for d in demos]).to(self.device)  # (D, L)
         self.proprio_dim = self.proprio.shape[1]
         self.object_position = self._concat([d.object_position for d in demos])  # (N, 3K) or None
-        self.naming = (  # (D, K, L) ids, (D, K, L) mask, (D, K) valid; or None
+        self.naming = (  # (D, R*K, L) ids, (D, R*K, L) mask, (D, R*K) valid, (D, R*K, 2) objects; or None
             tuple(torch.stack([getattr(d, f) for d in demos]).to(self.device)
-                  for f in ("naming_ids", "naming_mask", "naming_valid"))
+                  for f in ("naming_ids", "naming_mask", "naming_valid", "naming_objects"))
             if demos and all(d.naming_ids is not None for d in demos) and self.object_position is not None else None
         )
 
@@ -238,11 +269,17 @@ class DemoWindows(Dataset):
         }
         if self.object_position is not None:
             batch["object_position"] = self.object_position[t]
-        if self.naming is not None:  # one object per sample, drawn from those the instruction can name
-            ids, mask, valid = self.naming
+        if self.naming is not None:  # one rewording per sample, drawn from those that exist
+            ids, mask, valid, objects = self.naming
             k = torch.multinomial(valid[demo].float(), 1)[:, 0]  # (B,)
+            named = objects[demo, k]  # (B, 2) the target, the place (-1: none)
+            positions = self.object_position[t].view(len(t), -1, 3)  # (B, K, 3)
+            rows = torch.arange(len(t), device=self.device)
             batch["target_text_ids"], batch["target_text_mask"] = ids[demo, k], mask[demo, k]
-            batch["target_position"] = self.object_position[t].view(len(t), -1, 3)[torch.arange(len(t)), k]
+            batch["target_position"] = positions[rows, named[:, 0]]
+            if objects.shape[1] == 2 * positions.shape[1]:  # two roles (aux.place_position): where the named place is
+                batch["place_position"] = positions[rows, named[:, 1].clamp(min=0)]
+                batch["place_valid"] = named[:, 1] >= 0
         return batch
 
 

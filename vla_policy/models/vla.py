@@ -32,6 +32,8 @@ class VLAModel(nn.Module):
         super().__init__()
         if config.target_token and not config.aux.target_position:
             raise ValueError("target_token feeds the target head's estimate to the policy; set aux.target_position > 0")
+        if config.aux.place_position and not config.aux.target_position:
+            raise ValueError("aux.place_position is asked beside the target; set aux.target_position > 0")
         if config.aux.target_position and not config.vision.instructed_keypoints:
             raise ValueError("aux.target_position reads the instructed keypoints; set vision.instructed_keypoints > 0")
         if config.aux.masked and config.fusion == "late":
@@ -65,8 +67,14 @@ class VLAModel(nn.Module):
             self.object_decoder = nn.Linear(d, 3)
         if aux.target_position:
             self.target_decoder = nn.Sequential(nn.Linear((cams + 1) * d, d), nn.GELU(), nn.Linear(d, 3))
+        if aux.place_position:
+            self.place_decoder = nn.Sequential(nn.Linear((cams + 1) * d, d), nn.GELU(), nn.Linear(d, 3))
         if config.target_token:
             self.target_embed = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
+        if config.target_token and aux.place_position:
+            self.place_embed = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
+            nn.init.zeros_(self.place_embed[-1].weight)  # added to the target token: a fine-tuned
+            nn.init.zeros_(self.place_embed[-1].bias)  # policy starts as it was
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
@@ -74,10 +82,13 @@ class VLAModel(nn.Module):
         condition = masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None  # (B, D), as instruction_condition
         vision, vision_mask = self.vision(batch["images"], batch["camera_mask"], condition)
         proprio = self.proprio(batch["proprio"])  # (B, 1, D)
-        if self.config.target_token:  # (B, 2, D): proprio, then where the named object is thought to be
+        if self.config.target_token:  # (B, 2, D): proprio, then where the named objects are thought to be
             instructed = vision.view(vision.shape[0], batch["images"].shape[1], -1, vision.shape[-1])[:, :, -1]
-            estimate = self._decode_target(instructed, proprio).detach()  # (B, 3) dm from the gripper
-            proprio = torch.cat([proprio, self.target_embed(estimate)[:, None]], dim=1)
+            estimate = self._decode(self.target_decoder, instructed, proprio).detach()  # (B, 3) dm from the gripper
+            token = self.target_embed(estimate)  # (B, D)
+            if self.config.aux.place_position:
+                token = token + self.place_embed(self._decode(self.place_decoder, instructed, proprio).detach())
+            proprio = torch.cat([proprio, token[:, None]], dim=1)
         if vision_override is not None:
             vision = vision_override
         return Modalities(
@@ -139,7 +150,7 @@ class VLAModel(nn.Module):
         if self.config.aux.object_position:
             aux["object_position"] = self._object_position_loss(context, prefix_mask, batch)
         if self.config.aux.target_position:
-            aux["target_position"] = self._target_position_loss(batch, m.proprio)
+            aux.update(self._grounding_losses(batch, m.proprio))
         for name, value in aux.items():
             losses[name] = value
             total = total + getattr(self.config.aux, name) * value
@@ -190,20 +201,35 @@ class VLAModel(nn.Module):
         the instruction names is, relative to the gripper (dm), read from each camera's
         instructed-keypoint token. So close to the keypoints, the loss teaches their queries to
         find what the words name."""
-        condition = self.instruction_condition(text_ids, text_mask)
-        return self._decode_target(self.vision.instructed_tokens(images, condition), proprio)
+        return self._decode(self.target_decoder, self._instructed(images, text_ids, text_mask), proprio)
 
-    def _decode_target(self, instructed: Tensor, proprio: Tensor) -> Tensor:
+    def predict_place_position(self, images: Tensor, text_ids: Tensor, text_mask: Tensor, proprio: Tensor) -> Tensor:
+        """The same for the object the named one is to be put on (aux.place_position) -> (B, 3) dm."""
+        return self._decode(self.place_decoder, self._instructed(images, text_ids, text_mask), proprio)
+
+    def _instructed(self, images: Tensor, text_ids: Tensor, text_mask: Tensor) -> Tensor:
+        """-> (B, C, D) each camera's instructed-keypoint token for this instruction."""
+        return self.vision.instructed_tokens(images, self.instruction_condition(text_ids, text_mask))
+
+    @staticmethod
+    def _decode(decoder: nn.Module, instructed: Tensor, proprio: Tensor) -> Tensor:
         """(B, C, D) instructed-keypoint tokens, (B, >=1, D) proprio tokens -> (B, 3)."""
-        return self.target_decoder(torch.cat([instructed.flatten(1), proprio[:, 0]], dim=-1))
+        return decoder(torch.cat([instructed.flatten(1), proprio[:, 0]], dim=-1))
 
-    def _target_position_loss(self, batch: dict, proprio: Tensor) -> Tensor:
-        """Asked with the instruction reworded to name a random object (the dataset draws it), so the
-        answer cannot come from recognising the scene."""
+    def _grounding_losses(self, batch: dict, proprio: Tensor) -> dict[str, Tensor]:
+        """Asked with the instruction reworded to name a random object in one of its roles (the
+        dataset draws it), so the answer cannot come from recognising the scene."""
         if "target_position" not in batch:
             raise ValueError("aux.target_position needs the dataset's object_state and goals (collected by `vla collect`)")
-        predicted = self.predict_target_position(batch["images"], batch["target_text_ids"], batch["target_text_mask"], proprio)
-        return F.smooth_l1_loss(predicted, batch["target_position"])
+        instructed = self._instructed(batch["images"], batch["target_text_ids"], batch["target_text_mask"])
+        losses = {"target_position": F.smooth_l1_loss(self._decode(self.target_decoder, instructed, proprio),
+                                                      batch["target_position"])}
+        if self.config.aux.place_position:
+            err = F.smooth_l1_loss(self._decode(self.place_decoder, instructed, proprio), batch["place_position"],
+                                   reduction="none").mean(-1)  # (B,)
+            valid = batch["place_valid"].float()  # (B,) only goals that name a place count
+            losses["place_position"] = (err * valid).sum() / valid.sum().clamp(min=1)
+        return losses
 
     def _predict_future(self, cache: list, prefix_mask: Tensor, actions: Tensor) -> Tensor:
         suffix, ar = self.world_model.suffix(actions)

@@ -9,7 +9,7 @@ import torch
 
 from sim.env import EnvConfig, SimEnv
 from sim.tasks.tabletop import COLORS
-from vla_policy.eval.grounding import heading_agreement, heading_for, target_head_agreement
+from vla_policy.eval.grounding import head_agreement, heading_agreement, heading_for
 
 
 class HeadFor:
@@ -50,8 +50,8 @@ def test_a_policy_that_reads_the_name_scores_one_and_one_that_does_not_scores_ch
 
 
 class Locates:
-    """A policy whose target head answers with the true position (relative to the gripper, in
-    decimetres) of the object the instruction names, or of a fixed one."""
+    """A policy whose target (and place) head answers with the true position (relative to the
+    gripper, in decimetres) of the object the instruction names in that role, or of a fixed one."""
 
     def __init__(self, env: SimEnv, fixed: str | None = None):
         self.env, self.fixed, self.model = env, fixed, self
@@ -62,16 +62,31 @@ class Locates:
     def proprio(self, proprio):
         return proprio
 
+    def _where(self, name):
+        return torch.from_numpy((self.env.object_position(self.fixed or name) - self.env.eef_pos) * 10)[None]
+
     def predict_target_position(self, images, instruction, mask, proprio):
-        target = self.fixed or self.env.task.parse(instruction).target
-        return torch.from_numpy((self.env.object_position(target) - self.env.eef_pos) * 10)[None]
+        return self._where(self.env.task.parse(instruction).target)
+
+    def predict_place_position(self, images, instruction, mask, proprio):
+        return self._where(self.env.task.parse(instruction).place_on)
 
 
 def test_target_head_agreement_is_one_for_the_true_position_and_chance_for_a_fixed_object(env):
     instructions = env.task.instructions("train")
-    assert target_head_agreement(Locates(env), env, range(3), instructions)["rate"] == 1.0
-    blind = target_head_agreement(Locates(env, fixed="blue"), env, range(3), instructions)
+    assert head_agreement(Locates(env), env, range(3), instructions)["rate"] == 1.0
+    blind = head_agreement(Locates(env, fixed="blue"), env, range(3), instructions)
     assert blind["rate"] == pytest.approx(1 / len(COLORS))
+
+
+def test_place_head_agreement_asks_only_instructions_that_name_a_place():
+    with SimEnv(EnvConfig(task="tabletop", cameras=())) as env:
+        instructions = env.task.instructions("train")
+        stacks = [t for t in instructions if env.task.parse(t).place_on]
+        found = head_agreement(Locates(env), env, range(2), instructions, "place_on")
+        assert found["rate"] == 1.0 and found["pairs"] == 2 * len(stacks) < 2 * len(instructions)
+        blind = head_agreement(Locates(env, fixed="blue"), env, range(2), instructions, "place_on")
+        assert blind["rate"] == pytest.approx(sum(env.task.parse(t).place_on == "blue" for t in stacks) / len(stacks))
 
 
 def test_grounding_cli_on_the_shipped_checkpoint(vla_cmd):

@@ -24,6 +24,8 @@ def test_expert_through_the_runner():
     assert report["named_object"]["rate"] == 1.0
     assert [r["seed"] for r in report["episodes"]] == [1_000_000, 1_000_001]
     assert all(r["inference_ms_p50"] is not None for r in report["episodes"])
+    assert all(0 <= r["inference_ms_p50"] <= r["inference_ms_max"] and r["inference_ms_mean"] <= r["inference_ms_max"]
+               for r in report["episodes"])
 
 
 def test_failing_policy_is_reported_not_lost():

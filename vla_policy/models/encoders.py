@@ -149,9 +149,10 @@ class VisionEncoder(nn.Module):
         return self.stem.films is not None or self.instructed is not None
 
     def forward(self, images: Tensor, camera_mask: Tensor | None = None,
-                condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                condition: Tensor | None = None, with_features: bool = False):
         """(B, C, 3, S, S), optional (B, D) condition -> tokens (B, C*N, D), mask (B, C*N); a missing
-        camera's tokens are masked."""
+        camera's tokens are masked. `with_features` also returns the stem's (B*C, F, S/4, S/4)
+        stride-4 features (instructed_tokens can reuse them for another condition without FiLM)."""
         b, c = images.shape[:2]
         if condition is not None:
             if not self.conditioned:
@@ -168,15 +169,18 @@ class VisionEncoder(nn.Module):
         if camera_mask is None:
             camera_mask = torch.ones(b, c, dtype=torch.bool, device=images.device)
         mask = camera_mask[:, :, None].expand(b, c, self.tokens_per_camera)
-        return x.flatten(1, 2), mask.flatten(1)
+        return (x.flatten(1, 2), mask.flatten(1), features) if with_features else (x.flatten(1, 2), mask.flatten(1))
 
 
-    def instructed_tokens(self, images: Tensor, condition: Tensor) -> Tensor:
+    def instructed_tokens(self, images: Tensor, condition: Tensor, features: Tensor | None = None) -> Tensor:
         """(B, C, 3, S, S), (B, D) condition -> (B, C, D) each camera's instructed-keypoint token
-        alone (the same token `forward` returns last per camera, for another condition)."""
+        alone (the same token `forward` returns last per camera, for another condition). Without
+        FiLM the stem does not depend on the condition: `forward`'s features of the same images
+        can be passed in instead of running the stem again."""
         b, c = images.shape[:2]
         condition = condition.repeat_interleave(c, dim=0)  # (B*C, D)
-        _, features = self.stem(images.flatten(0, 1), condition if self.stem.films is not None else None)
+        if features is None or self.stem.films is not None:
+            _, features = self.stem(images.flatten(0, 1), condition if self.stem.films is not None else None)
         return self._instructed_token(features, condition).view(b, c, -1) + self.camera[None]
 
     def _instructed_token(self, features: Tensor, condition: Tensor | None) -> Tensor:

@@ -35,6 +35,7 @@ class Modalities:
     text_mask: Tensor  # (B, Nt)
     proprio: Tensor  # (B, 1, D)
     cameras: int
+    stem_features: Tensor | None = None  # (B*C, F, S/4, S/4) the vision stem's, for the grounding objective
 
     @property
     def proprio_mask(self) -> Tensor:

@@ -80,7 +80,7 @@ class VLAModel(nn.Module):
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
         text = self.text(batch["text_ids"], batch["text_mask"])  # (B, L, D)
         condition = masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None  # (B, D), as instruction_condition
-        vision, vision_mask = self.vision(batch["images"], batch["camera_mask"], condition)
+        vision, vision_mask, features = self.vision(batch["images"], batch["camera_mask"], condition, with_features=True)
         proprio = self.proprio(batch["proprio"])  # (B, 1, D)
         if self.config.target_token:  # (B, 2, D): proprio, then where the named objects are thought to be
             instructed = vision.view(vision.shape[0], batch["images"].shape[1], -1, vision.shape[-1])[:, :, -1]
@@ -98,6 +98,7 @@ class VLAModel(nn.Module):
             text_mask=batch["text_mask"],
             proprio=proprio,
             cameras=batch["images"].shape[1],
+            stem_features=features,
         )
 
     def prefix(self, m: Modalities, with_output: bool = False):
@@ -150,7 +151,7 @@ class VLAModel(nn.Module):
         if self.config.aux.object_position:
             aux["object_position"] = self._object_position_loss(context, prefix_mask, batch)
         if self.config.aux.target_position:
-            aux.update(self._grounding_losses(batch, m.proprio))
+            aux.update(self._grounding_losses(batch, m))
         for name, value in aux.items():
             losses[name] = value
             total = total + getattr(self.config.aux, name) * value
@@ -207,25 +208,27 @@ class VLAModel(nn.Module):
         """The same for the object the named one is to be put on (aux.place_position) -> (B, 3) dm."""
         return self._decode(self.place_decoder, self._instructed(images, text_ids, text_mask), proprio)
 
-    def _instructed(self, images: Tensor, text_ids: Tensor, text_mask: Tensor) -> Tensor:
+    def _instructed(self, images: Tensor, text_ids: Tensor, text_mask: Tensor,
+                    stem_features: Tensor | None = None) -> Tensor:
         """-> (B, C, D) each camera's instructed-keypoint token for this instruction."""
-        return self.vision.instructed_tokens(images, self.instruction_condition(text_ids, text_mask))
+        return self.vision.instructed_tokens(images, self.instruction_condition(text_ids, text_mask), stem_features)
 
     @staticmethod
     def _decode(decoder: nn.Module, instructed: Tensor, proprio: Tensor) -> Tensor:
         """(B, C, D) instructed-keypoint tokens, (B, >=1, D) proprio tokens -> (B, 3)."""
         return decoder(torch.cat([instructed.flatten(1), proprio[:, 0]], dim=-1))
 
-    def _grounding_losses(self, batch: dict, proprio: Tensor) -> dict[str, Tensor]:
+    def _grounding_losses(self, batch: dict, m: Modalities) -> dict[str, Tensor]:
         """Asked with the instruction reworded to name a random object in one of its roles (the
         dataset draws it), so the answer cannot come from recognising the scene."""
         if "target_position" not in batch:
             raise ValueError("aux.target_position needs the dataset's object_state and goals (collected by `vla collect`)")
-        instructed = self._instructed(batch["images"], batch["target_text_ids"], batch["target_text_mask"])
-        losses = {"target_position": F.smooth_l1_loss(self._decode(self.target_decoder, instructed, proprio),
+        instructed = self._instructed(batch["images"], batch["target_text_ids"], batch["target_text_mask"],
+                                      m.stem_features)
+        losses = {"target_position": F.smooth_l1_loss(self._decode(self.target_decoder, instructed, m.proprio),
                                                       batch["target_position"])}
         if self.config.aux.place_position:
-            err = F.smooth_l1_loss(self._decode(self.place_decoder, instructed, proprio), batch["place_position"],
+            err = F.smooth_l1_loss(self._decode(self.place_decoder, instructed, m.proprio), batch["place_position"],
                                    reduction="none").mean(-1)  # (B,)
             valid = batch["place_valid"].float()  # (B,) only goals that name a place count
             losses["place_position"] = (err * valid).sum() / valid.sum().clamp(min=1)

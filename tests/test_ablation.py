@@ -49,5 +49,15 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
         assert row["steps"] == 2 and row["success"]["episodes"] == 1 and row["parameters"] > 0
     assert "| head-discrete |" in (tmp_path / "ablation" / "ablation.md").read_text()
     assert (tmp_path / "ablation" / "ablation.png").stat().st_size > 0
+    rows = sorted(p.name for p in (tmp_path / "ablation" / "rows").iterdir())
+    assert rows == ["blind.json", "head-discrete.json", "head-flow.json"]
+    assert result["missing"] == []
     again = subprocess.run([*vla_cmd, "ablate", "--config", matrix], check=True, capture_output=True, text=True)
-    assert "head-flow: trained" in again.stdout and "head-flow: evaluated" in again.stdout  # finished work is kept
+    assert "head-flow: recorded in" in again.stdout and "training" not in again.stdout  # finished work is kept
+
+    # A later session holds only the committed rows: it tabulates them and names what is missing.
+    (tmp_path / "ablation" / "rows" / "blind.json").unlink()
+    subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--phase", "table"], check=True, capture_output=True)
+    partial = json.loads((tmp_path / "ablation" / "ablation.json").read_text())
+    assert [r["variant"] for r in partial["rows"]] == ["head-flow", "head-discrete"] and partial["missing"] == ["blind"]
+    assert "Not measured yet: blind." in (tmp_path / "ablation" / "ablation.md").read_text()

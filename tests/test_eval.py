@@ -6,7 +6,7 @@ import pytest
 
 from sim.env import EnvConfig
 from vla_policy.eval.metrics import wilson_interval
-from vla_policy.eval.runner import POLICIES, evaluate, register_policy
+from vla_policy.eval.runner import POLICIES, evaluate, register_policy, skill_average
 
 
 @pytest.mark.parametrize(
@@ -16,6 +16,13 @@ from vla_policy.eval.runner import POLICIES, evaluate, register_policy
 def test_wilson_known_answers(successes, trials, low, high):
     lo, hi = wilson_interval(successes, trials)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def test_skill_average_counts_each_skill_once():
+    per_skill = {"pick": {"rate": 1.0, "episodes": 56}, "push": {"rate": 0.9, "episodes": 100},
+                 "stack": {"rate": 0.5, "episodes": 144}}
+    assert skill_average(per_skill) == {"rate": pytest.approx(0.8), "skills": 3, "min_episodes": 56}
+    assert skill_average({}) == {"rate": 0.0, "skills": 0, "min_episodes": 0}
 
 
 def test_expert_through_the_runner():

@@ -10,6 +10,7 @@ evaluation, the axes to cross and extra baselines:
     base: default
     train: {steps: 4000, batch_size: 128}
     eval: {episodes: 30, seed: 3000000, workers: 2, instructions: train}   # optional: horizon
+    results: docs/ablation     # optional (default: out): the table and one small row per variant
     axes:
       model.head: [flow, discrete]
       model.fusion: [early, cross, gated]
@@ -18,7 +19,11 @@ evaluation, the axes to cross and extra baselines:
       conv_bc: {model.architecture: conv_bc, model.world_model_weight: 0.0}
 
 Phases can run on different machines (train where the GPU is, evaluate where the simulator is);
-each phase skips the variants it has already finished, so an interrupted run continues.
+each phase skips the variants it has already finished, so an interrupted run continues. A
+variant is finished for good once its row (`<results>/rows/<variant>.json`: success, inference
+time, parameters, train time) is written; rows are small enough to commit, so a matrix too big for
+one session can be measured over several, each committing the rows it added, and the table phase
+tabulates the rows there are and names the variants still missing.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class Matrix:
     train: dict
     eval: dict
     variants: tuple[Variant, ...]
+    results: Path
 
     @classmethod
     def load(cls, path: str | Path) -> "Matrix":
@@ -70,7 +76,7 @@ class Matrix:
             variants.append(Variant(name, dict(overrides)))
         matrix = cls(str(data["dataset"]), str(data["task"]), Path(data.get("out", "runs/ablation")),
                      str(data.get("base", "default")), dict(data.get("train") or {}), dict(data.get("eval") or {}),
-                     tuple(variants))
+                     tuple(variants), Path(data.get("results", data.get("out", "runs/ablation"))))
         for v in matrix.variants:  # fail on a bad key now, not after hours of training
             load_config(matrix.base, matrix.train_overrides(v))
         return matrix
@@ -80,6 +86,9 @@ class Matrix:
 
     def checkpoint(self, v: Variant) -> Path:
         return self.run_dir(v) / "checkpoints" / "last"
+
+    def row_path(self, v: Variant) -> Path:
+        return self.results / "rows" / f"{v.name}.json"
 
     def train_overrides(self, v: Variant) -> list[str]:
         shared = [f"train.{k}={_yaml_scalar(val)}" for k, val in self.train.items()]
@@ -101,6 +110,9 @@ def train_all(matrix: Matrix, jobs: int = 1) -> None:
     """Train every unfinished variant, `jobs` at a time, each in its own `vla train` process."""
     queue = []
     for v in matrix.variants:
+        if matrix.row_path(v).exists():
+            print(f"[ablate] {v.name}: recorded in {matrix.row_path(v)}")
+            continue
         steps = load_config(matrix.base, matrix.train_overrides(v)).train.steps
         done = _trained_steps(matrix, v)
         if done >= steps:
@@ -137,8 +149,12 @@ def eval_all(matrix: Matrix) -> None:
     e = matrix.eval
     for v in matrix.variants:
         out = matrix.run_dir(v) / "eval"
+        if matrix.row_path(v).exists():
+            print(f"[ablate] {v.name}: recorded in {matrix.row_path(v)}")
+            continue
         if (out / "report.json").exists():
             print(f"[ablate] {v.name}: evaluated")
+            _record(matrix, v)
             continue
         if not (matrix.checkpoint(v) / "meta.json").exists():
             raise FileNotFoundError(f"{v.name} has no checkpoint at {matrix.checkpoint(v)}; run the train phase first")
@@ -149,39 +165,53 @@ def eval_all(matrix: Matrix) -> None:
                           int(e.get("episodes", 30)), int(e.get("seed", 3_000_000)), int(e.get("workers", 1)))
         write_report(report, out)
         print(f"[ablate] {v.name}: {report['overall']['successes']}/{report['overall']['episodes']}")
+        _record(matrix, v)
+
+
+def _record(matrix: Matrix, v: Variant) -> None:
+    """Write the variant's row: its result, without the checkpoint and videos it came from."""
+    meta = json.loads((matrix.checkpoint(v) / "meta.json").read_text())
+    report = json.loads((matrix.run_dir(v) / "eval" / "report.json").read_text())
+    ms = sorted(r["inference_ms_mean"] for r in report["episodes"] if r.get("inference_ms_mean") is not None)
+    row = {
+        "variant": v.name, **{k: val for k, val in v.overrides.items()},
+        "success": report["overall"], "per_skill": report["per_skill"], "skill_average": report.get("skill_average"),
+        "named_object": report["named_object"],
+        "inference_ms_per_step": ms[len(ms) // 2] if ms else None,  # median over episodes of the mean
+        "parameters": meta["parameters"], "train_seconds": meta.get("train_seconds"),
+        "train_device": meta.get("device"), "steps": meta["step"], "dataset_fingerprint": meta.get("dataset_fingerprint"),
+    }
+    matrix.row_path(v).parent.mkdir(parents=True, exist_ok=True)
+    matrix.row_path(v).write_text(json.dumps(row, indent=2))
 
 
 # ------------------------------------------------------------------- table
 def table(matrix: Matrix) -> dict:
-    rows = []
-    for v in matrix.variants:
-        meta = json.loads((matrix.checkpoint(v) / "meta.json").read_text())
-        report = json.loads((matrix.run_dir(v) / "eval" / "report.json").read_text())
-        ms = sorted(r["inference_ms_mean"] for r in report["episodes"] if r.get("inference_ms_mean") is not None)
-        rows.append({
-            "variant": v.name, **{k: val for k, val in v.overrides.items()},
-            "success": report["overall"], "named_object": report["named_object"],
-            "inference_ms_per_step": ms[len(ms) // 2] if ms else None,  # median over episodes of the mean
-            "parameters": meta["parameters"], "train_seconds": meta.get("train_seconds"),
-            "train_device": meta.get("device"), "steps": meta["step"],
-        })
+    """The table of every recorded row, in the matrix's order; `missing` names the rest."""
+    recorded = [v for v in matrix.variants if matrix.row_path(v).exists()]
+    rows = [json.loads(matrix.row_path(v).read_text()) for v in recorded]
     result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
-              "eval": matrix.eval, "rows": rows}
-    matrix.out.mkdir(parents=True, exist_ok=True)
-    (matrix.out / "ablation.json").write_text(json.dumps(result, indent=2))
-    (matrix.out / "ablation.md").write_text(markdown(result))
-    plot(result, matrix.out / "ablation.png")
+              "eval": matrix.eval, "rows": rows, "missing": [v.name for v in matrix.variants if v not in recorded]}
+    matrix.results.mkdir(parents=True, exist_ok=True)
+    (matrix.results / "ablation.json").write_text(json.dumps(result, indent=2))
+    (matrix.results / "ablation.md").write_text(markdown(result))
+    if rows:
+        plot(result, matrix.results / "ablation.png")
     return result
 
 
 def markdown(result: dict) -> str:
-    lines = ["| variant | success | 95% CI | named object | inference ms (per step) | params | train s | device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| variant | success | 95% CI | skill average | named object | inference ms (per step) | params | train s | device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
-        s, n = r["success"], r["named_object"]
+        s, n, avg = r["success"], r["named_object"], r.get("skill_average")
+        average = f"{avg['rate']:.0%}" if avg else "-"
         lines.append(f"| {r['variant']} | {s['successes']}/{s['episodes']} ({s['rate']:.0%}) | "
-                     f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {n['rate']:.0%} | "
-                     f"{r['inference_ms_per_step']} | {r['parameters']:,} | {r['train_seconds']} | {r['train_device']} |")
+                     f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {average} | "
+                     f"{n['rate']:.0%} | {r['inference_ms_per_step']} | {r['parameters']:,} | {r['train_seconds']} | "
+                     f"{r['train_device']} |")
+    if result.get("missing"):
+        lines.append(f"\nNot measured yet: {', '.join(result['missing'])}.")
     return "\n".join(lines) + "\n"
 
 

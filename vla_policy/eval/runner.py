@@ -231,14 +231,24 @@ def _group_rates(records: list[dict], key: str) -> dict:
     return {str(k): rate_summary(sum(v), len(v)) for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}
 
 
+def skill_average(per_skill: dict) -> dict:
+    """The unweighted mean of the per-skill success rates (each skill counts once, however many
+    episodes the task's goal mix gave it) and the fewest episodes any skill had."""
+    rates = [s["rate"] for s in per_skill.values()]
+    return {"rate": sum(rates) / len(rates) if rates else 0.0, "skills": len(rates),
+            "min_episodes": min((s["episodes"] for s in per_skill.values()), default=0)}
+
+
 def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed: float, workers: int) -> dict:
     named = [r["acted_on_named"] for r in records if "acted_on_named" in r]
+    per_skill = _group_rates(records, "skill")
     return {
         "task": config.task,
         "instructions": config.instructions,
         "policy": policy_spec,
         "overall": rate_summary(sum(r["success"] for r in records), len(records)),
-        "per_skill": _group_rates(records, "skill"),
+        "per_skill": per_skill,
+        "skill_average": skill_average(per_skill),
         "per_instruction": _group_rates(records, "instruction"),
         "named_object": rate_summary(sum(named), len(named)),
         "errors": sum(r["error"] is not None for r in records),

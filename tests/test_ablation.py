@@ -29,6 +29,9 @@ def test_matrix_expands_axes_and_baselines(tmp_path):
     m = Matrix.load(_matrix(tmp_path, "demos.hdf5"))
     assert [v.name for v in m.variants] == ["head-flow", "head-discrete", "blind"]
     assert "model.head=discrete" in m.train_overrides(m.variants[1])
+    assert [v.name for v in m.select(["blind", "head-flow"])] == ["head-flow", "blind"]
+    with pytest.raises(ValueError, match="unknown variants \\['head-fow'\\]"):
+        m.select(["head-fow"])
 
 
 def test_bad_key_fails_before_training(tmp_path):
@@ -57,7 +60,13 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
 
     # A later session holds only the committed rows: it tabulates them and names what is missing.
     (tmp_path / "ablation" / "rows" / "blind.json").unlink()
+    (tmp_path / "ablation" / "rows" / "head-discrete.json").unlink()
     subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--phase", "table"], check=True, capture_output=True)
     partial = json.loads((tmp_path / "ablation" / "ablation.json").read_text())
-    assert [r["variant"] for r in partial["rows"]] == ["head-flow", "head-discrete"] and partial["missing"] == ["blind"]
-    assert "Not measured yet: blind." in (tmp_path / "ablation" / "ablation.md").read_text()
+    assert [r["variant"] for r in partial["rows"]] == ["head-flow"] and partial["missing"] == ["head-discrete", "blind"]
+    assert "Not measured yet: head-discrete, blind." in (tmp_path / "ablation" / "ablation.md").read_text()
+    # ... and measures only the variants it is asked for (here from the run's kept checkpoint and report).
+    subset = subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--variants", "blind"], check=True,
+                            capture_output=True, text=True)
+    assert "blind: evaluated" in subset.stdout and "head-discrete" not in subset.stdout.split("| variant |")[0]
+    assert json.loads((tmp_path / "ablation" / "ablation.json").read_text())["missing"] == ["head-discrete"]

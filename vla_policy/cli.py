@@ -270,13 +270,15 @@ def _ablate_args(p):
     p.add_argument("--phase", default="all", choices=[*PHASES, "all"],
                    help="train, eval or table alone (e.g. train on a GPU box, evaluate where the simulator is)")
     p.add_argument("--jobs", type=int, default=1, help="variants trained at once (each its own process)")
+    p.add_argument("--variants", help="comma-separated variant names to train/evaluate (default: all); "
+                                      "the table holds every recorded row")
 
 
 @command("ablate", "train and evaluate a matrix of variants; one markdown + JSON table", _ablate_args)
 def run_ablate(args) -> int:
     from vla_policy.eval.ablation import run
 
-    result = run(args.config, args.phase, args.jobs)
+    result = run(args.config, args.phase, args.jobs, args.variants.split(",") if args.variants else None)
     if result is not None:
         from vla_policy.eval.ablation import markdown
 

@@ -81,6 +81,15 @@ class Matrix:
             load_config(matrix.base, matrix.train_overrides(v))
         return matrix
 
+    def select(self, names: list[str] | None) -> tuple[Variant, ...]:
+        """The variants named (all when None), in the matrix's order."""
+        if not names:
+            return self.variants
+        unknown = sorted(set(names) - {v.name for v in self.variants})
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; the matrix has {[v.name for v in self.variants]}")
+        return tuple(v for v in self.variants if v.name in names)
+
     def run_dir(self, v: Variant) -> Path:
         return self.out / v.name
 
@@ -106,10 +115,11 @@ def _trained_steps(matrix: Matrix, v: Variant) -> int:
 
 
 # ------------------------------------------------------------------- train
-def train_all(matrix: Matrix, jobs: int = 1) -> None:
-    """Train every unfinished variant, `jobs` at a time, each in its own `vla train` process."""
+def train_all(matrix: Matrix, jobs: int = 1, variants: tuple[Variant, ...] | None = None) -> None:
+    """Train every unfinished variant (of `variants`, default all), `jobs` at a time, each in its own
+    `vla train` process."""
     queue = []
-    for v in matrix.variants:
+    for v in variants or matrix.variants:
         if matrix.row_path(v).exists():
             print(f"[ablate] {v.name}: recorded in {matrix.row_path(v)}")
             continue
@@ -142,12 +152,12 @@ def train_all(matrix: Matrix, jobs: int = 1) -> None:
 
 
 # -------------------------------------------------------------------- eval
-def eval_all(matrix: Matrix) -> None:
+def eval_all(matrix: Matrix, variants: tuple[Variant, ...] | None = None) -> None:
     from vla_policy.eval.report import write_report
     from vla_policy.eval.runner import checkpoint_env_config, evaluate
 
     e = matrix.eval
-    for v in matrix.variants:
+    for v in variants or matrix.variants:
         out = matrix.run_dir(v) / "eval"
         if matrix.row_path(v).exists():
             print(f"[ablate] {v.name}: recorded in {matrix.row_path(v)}")
@@ -236,12 +246,15 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run(path: str | Path, phase: str = "all", jobs: int = 1) -> dict | None:
+def run(path: str | Path, phase: str = "all", jobs: int = 1, only: list[str] | None = None) -> dict | None:
+    """Run the phase (or all) for the variants named in `only` (default all); the table always
+    holds every recorded row."""
     matrix = Matrix.load(path)
+    variants = matrix.select(only)
     if phase in ("train", "all"):
-        train_all(matrix, jobs)
+        train_all(matrix, jobs, variants)
     if phase in ("eval", "all"):
-        eval_all(matrix)
+        eval_all(matrix, variants)
     if phase in ("table", "all"):
         return table(matrix)
     return None

@@ -3,9 +3,9 @@ sim_demo.launch.py starts them) on the shipped language checkpoint, with the rec
 the recorded session then becomes training data.
 
 `make demo` plays three seeded tabletop episodes (a pick, a stack, a pick). In-process the
-shipped checkpoint solves the two picks (docs/RESULTS.md: pick 56/56, stack 55/143); through the
-nodes real time makes each run a little different (3/3 and, with the previous checkpoint, 2/3
-when measured), so one success of three is required."""
+shipped checkpoint solves all three (docs/RESULTS.md: pick 56/56, stack 100/143); through the
+nodes real time makes each run a little different (3/3 with this checkpoint and the one before,
+2/3 with an earlier one), so one success of three is required."""
 
 import json
 import subprocess

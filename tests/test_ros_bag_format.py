@@ -97,3 +97,18 @@ def test_bad_bags_are_clear_errors(tmp_path):
         BagWriter(tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown message type"):
         BagWriter(tmp_path / "other").add_topic("/x", "nope_msgs/msg/Nothing")
+
+
+def test_each_episode_gets_the_instruction_received_with_its_marker():
+    from vla_policy.data.from_bag import _instruction
+
+    # A 2 s episode starting at t=10: its instruction arrived a moment before the split (carried over
+    # from the file before), and the next episode's arrived before the next split (in this file).
+    assert _instruction([(9.999, "pick up the red cube")], [(12.0, "put the green cube on the blue cube")], [10.0]) \
+        == "pick up the red cube"
+    # ... or a moment after the split, in the episode's own file.
+    assert _instruction([(5.0, "old")], [(10.002, "new"), (12.0, "next")], [10.0]) == "new"
+    # Without episode markers (an operator's recording): the first the file holds, else the carried one.
+    assert _instruction([(5.0, "old")], [(7.0, "new")], []) == "new"
+    assert _instruction([(5.0, "old")], [], []) == "old"
+    assert _instruction([], [], [10.0]) is None

@@ -69,7 +69,7 @@ def _stamp(msg) -> float:
 def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
     """Every message of one bag file, decoded into numpy and grouped by role."""
     streams: dict[str, _Stream] = {name: _Stream() for name in ("joints", "pose", "action", *topics.cameras)}
-    instructions, ends, starts = [], [], 0
+    instructions, ends, starts = [], [], []
     by_topic = {topics.camera_topic(c): c for c in topics.cameras}
     names = list(topics.arm_joints + topics.gripper_joints)
     for connection, log_time, raw in reader.messages():
@@ -92,9 +92,9 @@ def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
             streams["action"].stamps.append(received)
             streams["action"].values.append(np.asarray(msg.data, dtype=np.float64))
         elif topic == topics.instruction:
-            instructions.append(msg.data)
+            instructions.append((received, msg.data))
         elif topic == topics.episode_start:
-            starts += 1
+            starts.append(received)
         elif (topic == topics.success and msg.data) or topic == topics.episode_end:
             ends.append((received, bool(msg.data)))
     return {"streams": streams, "instructions": instructions, "ends": ends, "starts": starts}
@@ -144,6 +144,25 @@ def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | 
                    success=success, goal={"source": "rosbag2"})
 
 
+def _instruction(carried: list[tuple[float, str]], own: list[tuple[float, str]], starts: list[float]) -> str | None:
+    """The episode's instruction among the one carried over from the file before and the file's own
+    ((receive time, text) pairs).
+
+    An instruction holds until the next one. sim_node publishes an episode's marker and its
+    instruction together, but topics are not ordered against each other: the instruction may be
+    received just before the split (it then ends the previous file, whence it is carried over) or
+    just after it, and a short episode's file may already hold the next episode's instruction. So
+    with a marker the instruction is the one received nearest to it; without one (an operator's
+    recording), the first the file holds, else the one carried over.
+    """
+    candidates = carried + own
+    if not candidates:
+        return None
+    if starts:
+        return min(candidates, key=lambda c: abs(c[0] - starts[0]))[1]
+    return (own or carried)[0][1]
+
+
 def convert_bag(bag: str | Path, out: str | Path, task: str = "rosbag", topics: BagTopics = BagTopics()) -> dict:
     """Write every complete episode of `bag` to `out` (.hdf5); returns a summary."""
     bag, out = Path(bag), Path(out)
@@ -160,9 +179,8 @@ def convert_bag(bag: str | Path, out: str | Path, task: str = "rosbag", topics: 
         with AnyReader([path], default_typestore=typestore) as reader:
             data = _read_file(reader, topics)
         own = data["instructions"]
-        # An instruction holds until the next one; the one for this episode may have arrived just
-        # before the split (topics are not ordered against each other), so it is carried over.
-        data["instructions"] = own[:1] or last_instruction
+        instruction = _instruction(last_instruction, own, data["starts"])
+        data["instructions"] = [instruction] if instruction is not None else []
         last_instruction = own[-1:] or last_instruction
         episode = None if marked and not data["starts"] else _episode(data, topics, task, len(episodes))
         if episode is None:

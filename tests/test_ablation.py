@@ -70,3 +70,9 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
                             capture_output=True, text=True)
     assert "blind: evaluated" in subset.stdout and "head-discrete" not in subset.stdout.split("| variant |")[0]
     assert json.loads((tmp_path / "ablation" / "ablation.json").read_text())["missing"] == ["head-discrete"]
+    assert "WARNING" not in (tmp_path / "ablation" / "ablation.md").read_text()
+    # Rows trained on other data (a later session's collection that differs) are flagged.
+    row = tmp_path / "ablation" / "rows" / "blind.json"
+    row.write_text(json.dumps(json.loads(row.read_text()) | {"dataset_fingerprint": "other"}))
+    subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--phase", "table"], check=True, capture_output=True)
+    assert "WARNING: the rows were trained on different datasets" in (tmp_path / "ablation" / "ablation.md").read_text()

@@ -201,7 +201,8 @@ def table(matrix: Matrix) -> dict:
     recorded = [v for v in matrix.variants if matrix.row_path(v).exists()]
     rows = [json.loads(matrix.row_path(v).read_text()) for v in recorded]
     result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
-              "eval": matrix.eval, "rows": rows, "missing": [v.name for v in matrix.variants if v not in recorded]}
+              "eval": matrix.eval, "rows": rows, "missing": [v.name for v in matrix.variants if v not in recorded],
+              "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows})}
     matrix.results.mkdir(parents=True, exist_ok=True)
     (matrix.results / "ablation.json").write_text(json.dumps(result, indent=2))
     (matrix.results / "ablation.md").write_text(markdown(result))
@@ -222,6 +223,8 @@ def markdown(result: dict) -> str:
                      f"{r['train_device']} |")
     if result.get("missing"):
         lines.append(f"\nNot measured yet: {', '.join(result['missing'])}.")
+    if len(result.get("dataset_fingerprints", [])) > 1:  # rows from several sessions must share their data
+        lines.append(f"\nWARNING: the rows were trained on different datasets: {', '.join(result['dataset_fingerprints'])}.")
     return "\n".join(lines) + "\n"
 
 

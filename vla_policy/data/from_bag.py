@@ -2,8 +2,9 @@
 
 Each file of the bag that holds camera frames and actions becomes one demo (recorder_node starts
 a file per episode at each `sim/episode`; when the bag has those markers, files without one -- what
-was recorded before the first episode -- are skipped); its instruction is the first recorded in
-the file, or the last one before it. A step is one frame of the reference (first) camera:
+was recorded before the first episode -- are skipped); its instruction is the one received nearest
+its `sim/episode` marker (`_instruction`), or without markers the first recorded in the file, or
+the last one before it. A step is one frame of the reference (first) camera:
 the other cameras, joint states and end-effector pose nearest to its stamp form the observation,
 and the action is the newest `vla/action` received before the next frame -- the command the
 robot executed between the two frames. An episode ends at its first success or episode-end
@@ -100,11 +101,11 @@ def _read_file(reader: AnyReader, topics: BagTopics) -> dict:
     return {"streams": streams, "instructions": instructions, "ends": ends, "starts": starts}
 
 
-def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | None:
+def _episode(data: dict, instruction: str | None, topics: BagTopics, task: str, index: int) -> Episode | None:
     """One demo from one file's messages, or None when the file holds no complete episode."""
     s = data["streams"]
     reference = s[topics.cameras[0]]
-    if not data["instructions"] or not reference.stamps or not s["action"].stamps or not s["joints"].stamps:
+    if instruction is None or not reference.stamps or not s["action"].stamps or not s["joints"].stamps:
         return None
     end_time = min((t for t, _ in data["ends"]), default=np.inf)
     success = any(ok for _, ok in data["ends"])
@@ -140,7 +141,7 @@ def _episode(data: dict, topics: BagTopics, task: str, index: int) -> Episode | 
     dones = np.zeros(length, np.uint8)
     dones[-1] = 1
     return Episode(obs=arrays, actions=actions, states=np.zeros((length, 0)), rewards=rewards, dones=dones,
-                   final_state=np.zeros(0), instruction=data["instructions"][0], task=task, seed=index,
+                   final_state=np.zeros(0), instruction=instruction, task=task, seed=index,
                    success=success, goal={"source": "rosbag2"})
 
 
@@ -180,9 +181,8 @@ def convert_bag(bag: str | Path, out: str | Path, task: str = "rosbag", topics: 
             data = _read_file(reader, topics)
         own = data["instructions"]
         instruction = _instruction(last_instruction, own, data["starts"])
-        data["instructions"] = [instruction] if instruction is not None else []
         last_instruction = own[-1:] or last_instruction
-        episode = None if marked and not data["starts"] else _episode(data, topics, task, len(episodes))
+        episode = None if marked and not data["starts"] else _episode(data, instruction, topics, task, len(episodes))
         if episode is None:
             skipped += 1
             continue

@@ -10,7 +10,7 @@ import yaml
 
 from sim.env import EnvConfig
 from vla_policy.data.collect import collect
-from vla_policy.eval.ablation import Matrix
+from vla_policy.eval.ablation import Matrix, compare_to_reference, markdown
 
 
 def _matrix(tmp_path, demos) -> str:
@@ -41,6 +41,28 @@ def test_bad_key_fails_before_training(tmp_path):
         Matrix.load(path)
 
 
+def _row(name: str, outcomes: str) -> dict:
+    wins = outcomes.count("1")
+    return {"variant": name, "success": {"successes": wins, "episodes": len(outcomes), "rate": wins / len(outcomes),
+                                         "wilson95": [0.0, 1.0]},
+            "named_object": {"rate": 1.0}, "inference_ms_per_step": 1.0, "parameters": 10, "train_seconds": 1.0,
+            "train_device": "cpu", "episode_success": {str(i): c == "1" for i, c in enumerate(outcomes)}}
+
+
+def test_rows_are_compared_with_the_reference_seed_by_seed():
+    rows = compare_to_reference([_row("default", "111100"), _row("other", "011111"), _row("old", "000000")],
+                                "default")
+    rows[2].pop("vs_reference")
+    del rows[2]["episode_success"]  # a row recorded without per-episode outcomes cannot be paired
+    rows = compare_to_reference(rows, "default")
+    assert rows[0]["vs_reference"] is None and rows[2]["vs_reference"] is None
+    assert {k: rows[1]["vs_reference"][k] for k in ("won", "lost", "difference")} == {"won": 2, "lost": 1, "difference": 1}
+    table = markdown({"reference": "default", "rows": rows, "missing": []})
+    assert "| default | 4/6 (67%) |" in table and "| reference |" in table
+    assert "| +1 (2 won, 1 lost; p=1) |" in table 
+    assert "| old | 0/6 (0%) | [0.00, 1.00] | - | 100% | - |" in table
+
+
 def test_ablate_end_to_end(tmp_path, vla_cmd):
     demos = tmp_path / "pick.hdf5"
     collect("pick", 2, demos, config=EnvConfig(task="pick", image_size=32))
@@ -50,6 +72,9 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
     assert [r["variant"] for r in result["rows"]] == ["head-flow", "head-discrete", "blind"]
     for row in result["rows"]:
         assert row["steps"] == 2 and row["success"]["episodes"] == 1 and row["parameters"] > 0
+        assert row["episode_success"] == {"7000000": row["success"]["successes"] == 1}
+    assert result["reference"] == "head-flow" and result["rows"][0]["vs_reference"] is None
+    assert result["rows"][1]["vs_reference"]["episodes"] == 1
     assert "| head-discrete |" in (tmp_path / "ablation" / "ablation.md").read_text()
     assert (tmp_path / "ablation" / "ablation.png").stat().st_size > 0
     rows = sorted(p.name for p in (tmp_path / "ablation" / "rows").iterdir())

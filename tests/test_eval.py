@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sim.env import EnvConfig
-from vla_policy.eval.metrics import wilson_interval
+from vla_policy.eval.metrics import paired_comparison, wilson_interval
 from vla_policy.eval.runner import POLICIES, evaluate, register_policy, skill_average
 
 
@@ -16,6 +16,23 @@ from vla_policy.eval.runner import POLICIES, evaluate, register_policy, skill_av
 def test_wilson_known_answers(successes, trials, low, high):
     lo, hi = wilson_interval(successes, trials)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
+
+
+def _outcomes(pattern: str) -> dict[str, bool]:
+    return {str(seed): c == "1" for seed, c in enumerate(pattern)}
+
+
+def test_paired_comparison_counts_discordant_seeds_and_gives_exact_mcnemar():
+    # 24 seeds only the reference solved, none the other way: p = 2 / 2**24.
+    c = paired_comparison(_outcomes("1" * 24 + "0" * 36), _outcomes("0" * 60))
+    assert (c["episodes"], c["won"], c["lost"], c["difference"]) == (60, 0, 24, -24)
+    assert c["p_mcnemar"] == pytest.approx(2 / 2**24)
+    # 5 won, 3 lost, 2 solved by both: p = 2 * (1 + 8 + 28 + 56) / 256 = 0.7266, a difference chance gives.
+    c = paired_comparison(_outcomes("1110000011"), _outcomes("0001111111"))
+    assert (c["won"], c["lost"], c["difference"]) == (5, 3, 2) and c["p_mcnemar"] == pytest.approx(93 / 128)
+    # Only seeds both were run on count; identical outcomes give p = 1.
+    assert paired_comparison(_outcomes("10"), {"1": False, "9": True}) == {
+        "episodes": 1, "won": 0, "lost": 0, "difference": 0, "p_mcnemar": 1.0}
 
 
 def test_skill_average_counts_each_skill_once():

@@ -23,7 +23,9 @@ each phase skips the variants it has already finished, so an interrupted run con
 variant is finished for good once its row (`<results>/rows/<variant>.json`: success, inference
 time, parameters, train time) is written; rows are small enough to commit, so a matrix too big for
 one session can be measured over several, each committing the rows it added, and the table phase
-tabulates the rows there are and names the variants still missing.
+tabulates the rows there are and names the variants still missing. Every variant is evaluated on
+the same seeds, so each row is also compared episode by episode with the first variant (the
+reference: the first value of every axis), which tells apart variants whose intervals overlap.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 import yaml
 
 from vla_policy.config import load_config
+from vla_policy.eval.metrics import paired_comparison
 
 PHASES = ("train", "eval", "table")
 
@@ -187,6 +190,7 @@ def _record(matrix: Matrix, v: Variant) -> None:
         "variant": v.name, **{k: val for k, val in v.overrides.items()},
         "success": report["overall"], "per_skill": report["per_skill"], "skill_average": report.get("skill_average"),
         "named_object": report["named_object"],
+        "episode_success": {str(r["seed"]): bool(r["success"]) for r in report["episodes"]},  # for paired comparison
         "inference_ms_per_step": ms[len(ms) // 2] if ms else None,  # median over episodes of the mean
         "parameters": meta["parameters"], "train_seconds": meta.get("train_seconds"),
         "train_device": meta.get("device"), "steps": meta["step"], "dataset_fingerprint": meta.get("dataset_fingerprint"),
@@ -200,8 +204,10 @@ def table(matrix: Matrix) -> dict:
     """The table of every recorded row, in the matrix's order; `missing` names the rest."""
     recorded = [v for v in matrix.variants if matrix.row_path(v).exists()]
     rows = [json.loads(matrix.row_path(v).read_text()) for v in recorded]
+    reference = matrix.variants[0].name  # the first of the crossed axes' values: the default design
     result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
-              "eval": matrix.eval, "rows": rows, "missing": [v.name for v in matrix.variants if v not in recorded],
+              "eval": matrix.eval, "reference": reference, "rows": compare_to_reference(rows, reference),
+              "missing": [v.name for v in matrix.variants if v not in recorded],
               "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows})}
     matrix.results.mkdir(parents=True, exist_ok=True)
     (matrix.results / "ablation.json").write_text(json.dumps(result, indent=2))
@@ -211,16 +217,41 @@ def table(matrix: Matrix) -> dict:
     return result
 
 
+def compare_to_reference(rows: list[dict], reference: str) -> list[dict]:
+    """Each row with `vs_reference`: the paired comparison with the reference row on the seeds both
+    were evaluated on (None for the reference itself, or when either lacks per-episode outcomes)."""
+    ref = next((r for r in rows if r["variant"] == reference), None)
+    out = []
+    for r in rows:
+        paired = ref is not None and r is not ref and "episode_success" in r and "episode_success" in ref
+        out.append(r | {"vs_reference": paired_comparison(ref["episode_success"], r["episode_success"]) if paired else None})
+    return out
+
+
+def _versus(row: dict, reference: str) -> str:
+    c = row.get("vs_reference")
+    if row["variant"] == reference:
+        return "reference"
+    if not c:
+        return "-"
+    return f"{c['difference']:+d} ({c['won']} won, {c['lost']} lost; p={c['p_mcnemar']:.2g})"
+
+
 def markdown(result: dict) -> str:
-    lines = ["| variant | success | 95% CI | skill average | named object | inference ms (per step) | params | train s | device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    reference = result.get("reference")
+    lines = ["| variant | success | 95% CI | skill average | named object | vs reference, same seeds | "
+             "inference ms (per step) | params | train s | device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
         s, n, avg = r["success"], r["named_object"], r.get("skill_average")
         average = f"{avg['rate']:.0%}" if avg else "-"
         lines.append(f"| {r['variant']} | {s['successes']}/{s['episodes']} ({s['rate']:.0%}) | "
-                     f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {average} | "
-                     f"{n['rate']:.0%} | {r['inference_ms_per_step']} | {r['parameters']:,} | {r['train_seconds']} | "
+                     f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {average} | {n['rate']:.0%} | {_versus(r, reference)} | "
+                     f"{r['inference_ms_per_step']} | {r['parameters']:,} | {r['train_seconds']} | "
                      f"{r['train_device']} |")
+    lines.append(f"\nReference: {reference}. \"vs reference\": seeds solved by the variant only (won) and by the "
+                 "reference only (lost), with the exact two-sided McNemar p-value; above 0.05 the difference "
+                 "cannot be told from chance on this many episodes.")
     if result.get("missing"):
         lines.append(f"\nNot measured yet: {', '.join(result['missing'])}.")
     if len(result.get("dataset_fingerprints", [])) > 1:  # rows from several sessions must share their data

@@ -265,16 +265,21 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
+    rows = result["rows"][::-1]  # barh draws bottom-up; the matrix's first variant goes on top
     rates = [r["success"]["rate"] for r in rows]
     low = [r["success"]["rate"] - r["success"]["wilson95"][0] for r in rows]
     high = [r["success"]["wilson95"][1] - r["success"]["rate"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
-    ax.bar(range(len(rows)), rates, yerr=[low, high], capsize=3, color="tab:blue")
-    ax.set_xticks(range(len(rows)), [r["variant"] for r in rows], rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("closed-loop success (Wilson 95%)")
-    ax.set_title(f"ablation on {result['task']}")
+    is_reference = [r["variant"] == result.get("reference") for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(rows)))
+    ax.barh(range(len(rows)), rates, xerr=[low, high], capsize=3,
+            color=["tab:orange" if ref else "tab:blue" for ref in is_reference])
+    for ref, rate in zip(is_reference, rates):
+        if ref:
+            ax.axvline(rate, color="tab:orange", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(rows)), [r["variant"] for r in rows], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("closed-loop success, Wilson 95% interval (orange: the reference)")
+    ax.set_title(f"ablation on {result['task']}: {rows[0]['success']['episodes']} episodes per variant, same seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

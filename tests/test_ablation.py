@@ -10,7 +10,7 @@ import yaml
 
 from sim.env import EnvConfig
 from vla_policy.data.collect import collect
-from vla_policy.eval.ablation import Matrix, compare_to_reference, markdown
+from vla_policy.eval.ablation import Matrix, compare_to_reference, main_effects, markdown
 
 
 def _matrix(tmp_path, demos) -> str:
@@ -63,6 +63,26 @@ def test_rows_are_compared_with_the_reference_seed_by_seed():
     assert "| old | 0/6 (0%) | [0.00, 1.00] | - | 100% | - |" in table
 
 
+def test_main_effects_pool_the_pairs_that_differ_on_one_axis():
+    axes = {"model.head": ["flow", "discrete"], "model.fusion": ["gated", "cross"]}
+    outcomes = {("flow", "gated"): "1100", ("flow", "cross"): "1111", ("discrete", "gated"): "0100",
+                ("discrete", "cross"): "1110"}
+    rows = [_row(f"{h}-{f}", o) | {"model.head": h, "model.fusion": f} for (h, f), o in outcomes.items()]
+    rows.append(_row("blind", "0000"))  # a baseline is on no axis: it pairs with nothing
+    head, fusion = main_effects(rows, axes)
+    # discrete vs flow: with gated 1 lost (seed 0); with cross 1 lost (seed 3); 8 paired episodes
+    assert head | {"p_mcnemar": None} == {"axis": "model.head", "reference": "flow", "value": "discrete", "pairs": 2,
+                                          "reference_successes": 6, "value_successes": 4, "episodes": 8, "won": 0,
+                                          "lost": 2, "difference": -2, "p_mcnemar": None}
+    assert head["p_mcnemar"] == 0.5  # two discordant, both one way: 2 * (1/2)^2
+    # cross vs gated: with flow won seeds 2, 3; with discrete won seeds 0, 2
+    assert (fusion["value"], fusion["won"], fusion["lost"], fusion["episodes"]) == ("cross", 4, 0, 8)
+    rows = [r for r in rows if r["variant"] != "discrete-cross"]  # an unmeasured partner drops that pair
+    assert [e["pairs"] for e in main_effects(rows, axes)] == [1, 1]
+    assert "| model.fusion | cross vs gated | 2 | 8 | 7 vs 3 | +4 (4, 0) | 0.12 |" in markdown(
+        {"reference": "flow-gated", "rows": [], "missing": [], "main_effects": [fusion]})
+
+
 def test_ablate_end_to_end(tmp_path, vla_cmd):
     demos = tmp_path / "pick.hdf5"
     collect("pick", 2, demos, config=EnvConfig(task="pick", image_size=32))
@@ -75,6 +95,7 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
         assert row["episode_success"] == {"7000000": row["success"]["successes"] == 1}
     assert result["reference"] == "head-flow" and result["rows"][0]["vs_reference"] is None
     assert result["rows"][1]["vs_reference"]["episodes"] == 1
+    assert [(e["axis"], e["value"], e["pairs"]) for e in result["main_effects"]] == [("model.head", "discrete", 1)]
     assert "| head-discrete |" in (tmp_path / "ablation" / "ablation.md").read_text()
     assert (tmp_path / "ablation" / "ablation.png").stat().st_size > 0
     rows = sorted(p.name for p in (tmp_path / "ablation" / "rows").iterdir())

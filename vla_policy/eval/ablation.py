@@ -25,7 +25,8 @@ time, parameters, train time) is written; rows are small enough to commit, so a 
 one session can be measured over several, each committing the rows it added, and the table phase
 tabulates the rows there are and names the variants still missing. Every variant is evaluated on
 the same seeds, so each row is also compared episode by episode with the first variant (the
-reference: the first value of every axis), which tells apart variants whose intervals overlap.
+reference: the first value of every axis), which tells apart variants whose intervals overlap,
+and each axis's main effect is measured on every pair of rows that differ only on that axis.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Matrix:
     eval: dict
     variants: tuple[Variant, ...]
     results: Path
+    axes: dict[str, list]  # dotted key -> its values, the first being the reference's
 
     @classmethod
     def load(cls, path: str | Path) -> "Matrix":
@@ -79,7 +81,7 @@ class Matrix:
             variants.append(Variant(name, dict(overrides)))
         matrix = cls(str(data["dataset"]), str(data["task"]), Path(data.get("out", "runs/ablation")),
                      str(data.get("base", "default")), dict(data.get("train") or {}), dict(data.get("eval") or {}),
-                     tuple(variants), Path(data.get("results", data.get("out", "runs/ablation"))))
+                     tuple(variants), Path(data.get("results", data.get("out", "runs/ablation"))), axes)
         for v in matrix.variants:  # fail on a bad key now, not after hours of training
             load_config(matrix.base, matrix.train_overrides(v))
         return matrix
@@ -207,6 +209,7 @@ def table(matrix: Matrix) -> dict:
     reference = matrix.variants[0].name  # the first of the crossed axes' values: the default design
     result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
               "eval": matrix.eval, "reference": reference, "rows": compare_to_reference(rows, reference),
+              "main_effects": main_effects(rows, matrix.axes),
               "missing": [v.name for v in matrix.variants if v not in recorded],
               "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows})}
     matrix.results.mkdir(parents=True, exist_ok=True)
@@ -226,6 +229,34 @@ def compare_to_reference(rows: list[dict], reference: str) -> list[dict]:
         paired = ref is not None and r is not ref and "episode_success" in r and "episode_success" in ref
         out.append(r | {"vs_reference": paired_comparison(ref["episode_success"], r["episode_success"]) if paired else None})
     return out
+
+
+def main_effects(rows: list[dict], axes: dict[str, list]) -> list[dict]:
+    """For each axis, each other value against the first, pooled over the rest of the matrix: every
+    pair of rows that differ only on that axis contributes its seeds, paired episode by episode
+    (`difference` is the other value's successes minus the first's). Pooling gives each comparison
+    several times the episodes of one row, so a factor's effect can be seen where no single pair of
+    rows shows it."""
+    keyed = {tuple(str(r.get(k)) for k in axes): r for r in rows if "episode_success" in r}
+    effects = []
+    for i, (axis, values) in enumerate(axes.items()):
+        for value in values[1:]:
+            first, other, pairs = {}, {}, []
+            for key, r in keyed.items():
+                if key[i] != str(values[0]):
+                    continue
+                partner = keyed.get(key[:i] + (str(value),) + key[i + 1:])
+                if partner is None:
+                    continue
+                rest = "/".join(k for j, k in enumerate(key) if j != i)
+                pairs.append(rest)
+                first |= {f"{rest}/{seed}": ok for seed, ok in r["episode_success"].items()}
+                other |= {f"{rest}/{seed}": ok for seed, ok in partner["episode_success"].items()}
+            if pairs:
+                effects.append({"axis": axis, "reference": values[0], "value": value, "pairs": len(pairs),
+                                "reference_successes": sum(first.values()), "value_successes": sum(other.values()),
+                                **paired_comparison(first, other)})
+    return effects
 
 
 def _versus(row: dict, reference: str) -> str:
@@ -252,6 +283,15 @@ def markdown(result: dict) -> str:
     lines.append(f"\nReference: {reference}. \"vs reference\": seeds solved by the variant only (won) and by the "
                  "reference only (lost), with the exact two-sided McNemar p-value; above 0.05 the difference "
                  "cannot be told from chance on this many episodes.")
+    if result.get("main_effects"):
+        lines += ["\nMain effects, pooled over the other axes (each pair of rows that differ only on this axis, "
+                  "paired seed by seed):\n",
+                  "| axis | value vs first | pairs of rows | episodes | successes | difference (won, lost) | McNemar p |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for e in result["main_effects"]:
+            lines.append(f"| {e['axis']} | {e['value']} vs {e['reference']} | {e['pairs']} | {e['episodes']} | "
+                         f"{e['value_successes']} vs {e['reference_successes']} | {e['difference']:+d} "
+                         f"({e['won']}, {e['lost']}) | {e['p_mcnemar']:.2g} |")
     if result.get("missing"):
         lines.append(f"\nNot measured yet: {', '.join(result['missing'])}.")
     if len(result.get("dataset_fingerprints", [])) > 1:  # rows from several sessions must share their data

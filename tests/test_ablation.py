@@ -10,7 +10,7 @@ import yaml
 
 from sim.env import EnvConfig
 from vla_policy.data.collect import collect
-from vla_policy.eval.ablation import Matrix, compare_to_reference, main_effects, markdown
+from vla_policy.eval.ablation import Matrix, compare_to_reference, main_effects, markdown, table
 
 
 def _matrix(tmp_path, demos) -> str:
@@ -28,6 +28,7 @@ def _matrix(tmp_path, demos) -> str:
 def test_matrix_expands_axes_and_baselines(tmp_path):
     m = Matrix.load(_matrix(tmp_path, "demos.hdf5"))
     assert [v.name for v in m.variants] == ["head-flow", "head-discrete", "blind"]
+    assert [v.baseline for v in m.variants] == [False, False, True]
     assert "model.head=discrete" in m.train_overrides(m.variants[1])
     assert [v.name for v in m.select(["blind", "head-flow"])] == ["head-flow", "blind"]
     with pytest.raises(ValueError, match="unknown variants \\['head-fow'\\]"):
@@ -81,6 +82,21 @@ def test_main_effects_pool_the_pairs_that_differ_on_one_axis():
     assert [e["pairs"] for e in main_effects(rows, axes)] == [1, 1]
     assert "| model.fusion | cross vs gated | 2 | 8 | 7 vs 3 | +4 (4, 0) | 0.12 |" in markdown(
         {"reference": "flow-gated", "rows": [], "missing": [], "main_effects": [fusion]})
+
+
+def test_a_baseline_on_the_reference_design_stays_out_of_the_main_effects(tmp_path):
+    path = tmp_path / "matrix.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "d.hdf5", "task": "pick", "base": "tiny", "results": str(tmp_path),
+                                    "axes": {"model.head": ["flow", "discrete"]},
+                                    "baselines": {"again": {"model.head": "flow", "train.seed": 1}}}))
+    matrix = Matrix.load(path)
+    (tmp_path / "rows").mkdir()
+    for name, head, outcomes in [("head-flow", "flow", "1100"), ("head-discrete", "discrete", "1110"), ("again", "flow", "0000")]:
+        (tmp_path / "rows" / f"{name}.json").write_text(json.dumps(_row(name, outcomes) | {"model.head": head}))
+    result = table(matrix)
+    assert [r["variant"] for r in result["rows"]] == ["head-flow", "head-discrete", "again"]
+    assert [(e["pairs"], e["won"], e["lost"]) for e in result["main_effects"]] == [(1, 1, 0)]  # against head-flow only
+    assert result["rows"][2]["vs_reference"]["lost"] == 2
 
 
 def test_ablate_end_to_end(tmp_path, vla_cmd):

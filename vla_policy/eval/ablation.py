@@ -52,6 +52,7 @@ PHASES = ("train", "eval", "table")
 class Variant:
     name: str
     overrides: dict[str, object]  # dotted key -> value
+    baseline: bool = False  # outside the crossed axes (the language-blind policy, a second training seed)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Matrix:
             overrides = dict(zip(axes, values))
             variants.append(Variant("__".join(f"{k.split('.')[-1]}-{v}" for k, v in overrides.items()), overrides))
         for name, overrides in (data.get("baselines") or {}).items():
-            variants.append(Variant(name, dict(overrides)))
+            variants.append(Variant(name, dict(overrides), baseline=True))
         matrix = cls(str(data["dataset"]), str(data["task"]), Path(data.get("out", "runs/ablation")),
                      str(data.get("base", "default")), dict(data.get("train") or {}), dict(data.get("eval") or {}),
                      tuple(variants), Path(data.get("results", data.get("out", "runs/ablation"))), axes)
@@ -209,7 +210,7 @@ def table(matrix: Matrix) -> dict:
     reference = matrix.variants[0].name  # the first of the crossed axes' values: the default design
     result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
               "eval": matrix.eval, "reference": reference, "rows": compare_to_reference(rows, reference),
-              "main_effects": main_effects(rows, matrix.axes),
+              "main_effects": main_effects([r for v, r in zip(recorded, rows) if not v.baseline], matrix.axes),
               "missing": [v.name for v in matrix.variants if v not in recorded],
               "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows})}
     matrix.results.mkdir(parents=True, exist_ok=True)

@@ -242,7 +242,7 @@ def main_effects(rows: list[dict], axes: dict[str, list]) -> list[dict]:
     effects = []
     for i, (axis, values) in enumerate(axes.items()):
         for value in values[1:]:
-            first, other, pairs = {}, {}, []
+            first, other, pairs = {}, {}, 0
             for key, r in keyed.items():
                 if key[i] != str(values[0]):
                     continue
@@ -250,11 +250,11 @@ def main_effects(rows: list[dict], axes: dict[str, list]) -> list[dict]:
                 if partner is None:
                     continue
                 rest = "/".join(k for j, k in enumerate(key) if j != i)
-                pairs.append(rest)
+                pairs += 1
                 first |= {f"{rest}/{seed}": ok for seed, ok in r["episode_success"].items()}
                 other |= {f"{rest}/{seed}": ok for seed, ok in partner["episode_success"].items()}
             if pairs:
-                effects.append({"axis": axis, "reference": values[0], "value": value, "pairs": len(pairs),
+                effects.append({"axis": axis, "reference": values[0], "value": value, "pairs": pairs,
                                 "reference_successes": sum(first.values()), "value_successes": sum(other.values()),
                                 **paired_comparison(first, other)})
     return effects
@@ -314,9 +314,8 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(rows)))
     ax.barh(range(len(rows)), rates, xerr=[low, high], capsize=3,
             color=["tab:orange" if ref else "tab:blue" for ref in is_reference])
-    for ref, rate in zip(is_reference, rates):
-        if ref:
-            ax.axvline(rate, color="tab:orange", linestyle="--", linewidth=1)
+    if any(is_reference):
+        ax.axvline(rates[is_reference.index(True)], color="tab:orange", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(rows)), [r["variant"] for r in rows], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("closed-loop success, Wilson 95% interval (orange: the reference)")

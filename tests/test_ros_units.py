@@ -75,16 +75,28 @@ def test_inputs_pair_by_stamp_within_tolerance():
     assert obs.stamp == 1.04 and obs.obs == {"a_image": "frame", "joint_pos": 2}  # nearest, not newest
     buffer.put("camera/a", 1.20, {"a_image": "next"}, now=1.2)  # its joint state is still on the way
     assert buffer.latest().stamp == 1.04  # the newest *complete* observation
-    assert buffer.wait_for_observation_after(1.04, timeout=0.01) is None
+    assert buffer.wait_for_observation(received_after=1.06, timeout=0.01) is None
     buffer.put("joint_states", 1.20, {"joint_pos": 3}, now=1.21)
-    obs = buffer.wait_for_observation_after(1.04, timeout=0.01)
-    assert obs.stamp == 1.20 and obs.obs == {"a_image": "next", "joint_pos": 3}
-    assert buffer.staleness(now=1.3)["joint_states"] == pytest.approx(0.1)
-    assert buffer.wait_for_observation_after(1.04, timeout=0.01, received_after=1.2) is None  # arrived before
-    buffer.put("camera/a", 1.00, {"a_image": "late"}, now=1.25)  # a sender clock behind the node's
-    buffer.put("joint_states", 1.00, {"joint_pos": 4}, now=1.25)
-    assert buffer.wait_for_observation_after(1.04, timeout=0.01, received_after=1.2) is None  # stamped older
-    assert buffer.wait_for_observation_after(-1.0, timeout=0.01, received_after=1.2).obs["a_image"] == "late"
+    obs = buffer.wait_for_observation(received_after=1.06, timeout=0.01)
+    assert obs.stamp == 1.20 and obs.received == 1.2 and obs.obs == {"a_image": "next", "joint_pos": 3}
+    assert buffer.staleness(now=1.3)["joint_states"] == pytest.approx(0.09)  # since it *arrived*
+    assert buffer.wait_for_observation(received_after=1.2, timeout=0.01) is None  # arrived before
+    buffer.put("camera/a", 1.10, {"a_image": "late"}, now=1.25)  # a sender clock a little behind
+    buffer.put("joint_states", 1.10, {"joint_pos": 4}, now=1.25)
+    assert buffer.wait_for_observation(received_after=1.2, timeout=0.01).obs["a_image"] == "late"
+
+
+def test_inputs_refuse_stamps_from_the_future_or_already_stale():
+    buffer = InputBuffer(["camera/a"], tolerance=0.03, max_future=0.05, max_age=0.2)
+    assert buffer.put("camera/a", 10.04, {"a_image": 1}, now=10.0) is None  # within the tolerance
+    assert "in the future" in buffer.put("camera/a", 15.0, {"a_image": 2}, now=10.0)
+    assert "old on arrival" in buffer.put("camera/a", 5.0, {"a_image": 3}, now=10.0)
+    assert buffer.latest().obs == {"a_image": 1}  # refused samples are not kept
+    assert buffer.staleness(now=10.5)["camera/a"] == pytest.approx(0.5)  # refused ones do not refresh it
+    assert buffer.rates(now=10.5)["camera/a"] is None  # one arrival: no rate yet
+    for k in range(5):
+        buffer.put("camera/a", 10.6 + 0.1 * k, {"a_image": k}, now=10.6 + 0.1 * k)
+    assert buffer.rates(now=12.5)["camera/a"] == pytest.approx(10.0)  # the 10.0 arrival is out of the window
 
 
 def test_limiter_clips_rate_limits_and_holds_the_gripper():

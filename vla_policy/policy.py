@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vla_policy.action_space import ActionSpace, from_meta, panda_osc
 from vla_policy.config import Config
 from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
@@ -42,14 +43,16 @@ class Policy:
 
     def __init__(self, model: torch.nn.Module, config: Config, stats: NormStats, dt: float = 0.05,
                  device: str = "auto", replan_every: int | None = None, ensemble_decay: float = 0.1, seed: int = 0,
-                 ensemble_gripper: bool = False, flow_steps: int | None = None):
+                 ensemble_gripper: bool = False, flow_steps: int | None = None,
+                 action_space: ActionSpace | None = None):
         """`replan_every`: control steps between new chunks (default: the model config's; at most
         the chunk length, since a chunk cannot be played past its end).
         `ensemble_decay`: ACT's m (older chunks weigh exp(-m * age_rank)). The gripper is binary
         in the demonstrations, so by default it is not blended (a blend hovers half-open at a
         grasp): it comes from the newest chunk.
         `flow_steps`: Euler steps of a flow head at inference (default: the model config's; fewer
-        is faster, as openpi's `num_steps`)."""
+        is faster, as openpi's `num_steps`).
+        `action_space`: what the actions mean physically (default: the Panda OSC space at `dt`)."""
         if flow_steps is not None:
             if config.model.head != "flow" or flow_steps < 1:
                 raise ValueError(f"flow_steps={flow_steps} needs a flow head and >= 1 (this head: {config.model.head!r})")
@@ -58,6 +61,7 @@ class Policy:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config, self.stats, self.dt = config, stats, dt
+        self.action_space = action_space or panda_osc(dt)
         self.replan_every = min(replan_every or config.model.replan_every, config.model.chunk)
         if self.replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {self.replan_every}")
@@ -71,7 +75,7 @@ class Policy:
         from vla_policy.train.checkpoint import load_checkpoint
 
         model, config, stats, meta = load_checkpoint(path)
-        return cls(model, config, stats, dt=meta.get("dt", 0.05), device=device, **kwargs)
+        return cls(model, config, stats, dt=meta.get("dt", 0.05), device=device, action_space=from_meta(meta), **kwargs)
 
     def reset(self) -> None:
         """Forget queued chunks (call at every episode start)."""
@@ -129,7 +133,8 @@ class Policy:
 
     def _chunk(self, normalised: torch.Tensor) -> ActionChunk:
         """(1, H, A) normalised model output -> the unnormalised chunk played from this step."""
-        return ActionChunk(self.stats.unnormalize_actions(normalised[0].float().cpu().numpy()), self.dt, start_step=self.step)
+        actions = self.stats.unnormalize_actions(normalised[0].float().cpu().numpy())
+        return ActionChunk(actions, self.dt, action_space=self.action_space.name, start_step=self.step)
 
     @torch.no_grad()
     def predict_chunk(self, obs: dict, instruction: str | None = None) -> ActionChunk:

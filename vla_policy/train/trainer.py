@@ -22,6 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from vla_policy.action_space import for_env
 from vla_policy.config import Config, save_yaml, to_dict
 from vla_policy.data.windows import DemoWindows, compute_stats, fingerprint, load_demos
 from vla_policy.models.build import build_model
@@ -253,6 +254,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "offset": self.offset, "best": self.best,
             "metrics": metrics, "dataset": str(self.config.train.dataset), "dataset_fingerprint": self.fingerprint,
             "env_args": self.env_args, "dt": 1.0 / self.env_args["env_kwargs"].get("control_freq", 20),
+            "action_space": for_env(self.env_args).to_dict(),
             "proprio_dim": int(self.train_set.proprio_dim),
             "ema_n_averaged": int(self.ema.n_averaged.item()),
             "train_seconds": round(self._clock[1] + time.perf_counter() - self._clock[0], 1),

@@ -7,6 +7,12 @@ waits for the model: each tick plays the current chunks through the ActionSchedu
 ensembling on ROS time) or, when it must, a hold action, and says why in the diagnostics.
 Inference runs in another thread on the newest stamp-paired observation; the executor serves
 subscriptions, services and the 1 Hz diagnostics.
+
+Safety: inputs are judged on the node's clock (inputs.py); oversized frames, over-long or
+non-text instructions and stamps from the future are refused and counted. Every hold (disabled,
+model failure, stale or refused input, too slow a robot, surprise) drops the planned chunks and
+the world model's pending prediction, so nothing planned before an outage is played after it.
+Deactivate and shutdown end with a hold; a tick that fails publishes one.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32, Float64MultiArray, String
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
@@ -35,6 +42,7 @@ from vla_policy.scheduler import ActionScheduler
 from vla_policy.train.checkpoint import read_checkpoint_meta
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
+from vla_ros.outputs import CommandOutputs
 from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 from vla_ros.rate_loop import make_realtime, run_at_rate
 from vla_ros.timing import loop_stats, percentile_ms
@@ -50,7 +58,15 @@ PARAMETERS = {
     "arm_joint_names": [f"robot0_joint{i}" for i in range(1, 8)],
     "gripper_joint_names": ["gripper0_right_finger_joint1", "gripper0_right_finger_joint2"],
     "pair_tolerance_ms": 30.0,  # cameras and proprioception further apart are not one observation
-    "max_staleness_ms": 200.0,
+    "max_staleness_ms": 200.0,  # since the last arrival; also the oldest stamp accepted on arrival
+    "max_future_stamp_ms": 50.0,  # stamps further ahead of this node's clock are refused
+    "image_transport": "raw",  # raw: camera/<name>/image_raw (Image); compressed: .../image_raw/compressed (jpeg/png)
+    "max_image_pixels": 1920 * 1200,  # larger frames are refused; accepted ones are kept at the model's size
+    "max_compressed_bytes": 4_000_000,
+    "max_instruction_chars": 200,
+    "input_rate_check": "warn",  # warn | hold | off: inputs slower than the checkpoint's control rate
+    "min_input_rate_fraction": 0.8,  # of 1/dt, below which the rate check fires
+    "output": "action",  # action | twist | joint_trajectory (vla/action is always published)
     "action_low": [-1.0] * 7,
     "action_high": [1.0] * 7,
     "max_action_rate": 20.0,  # per second, arm dimensions
@@ -75,6 +91,10 @@ class PolicyNode(LifecycleNode):
         self.model_error: str | None = None
         self.surprise: float | None = None
         self.rejected: dict[str, int] = {}
+        self.instruction_error: str | None = None  # why the last instruction was refused
+        self.rate_problem: str | None = None  # inputs slower than the checkpoint's rate (1 Hz check)
+        self.plan_epoch = 0  # bumped by every hold and every new goal: older plans are void
+        self.held_at = float("-inf")  # node clock of the last hold: chunks from older frames are void
         self.hold_reason: str | None = "inactive"
         self.tick_times: deque[float] = deque(maxlen=5000)  # monotonic seconds of each control tick
         self.inference_s: deque[float] = deque(maxlen=2000)
@@ -83,6 +103,7 @@ class PolicyNode(LifecycleNode):
         self._played_start: float | None = None
         self._threads: list[threading.Thread] = []  # the control loop and the inference loop
         self._running = False
+        self._stop = threading.Event()  # wakes the inference thread's waits at deactivate
 
     def param(self, name: str):
         value = self.get_parameter(name).value
@@ -98,8 +119,19 @@ class PolicyNode(LifecycleNode):
             return FAILURE
         self.scheduler = ActionScheduler(self.cfg.ensemble_decay)
         self.limiter = ActionLimiter(self.cfg.action_low, self.cfg.action_high, self.cfg.max_action_rate)
-        self.inputs = InputBuffer(self.streams, self.cfg.pair_tolerance_ms / 1e3)
+        self.inputs = InputBuffer(self.streams, self.cfg.pair_tolerance_ms / 1e3,
+                                  max_future=self.cfg.max_future_stamp_ms / 1e3, max_age=self.cfg.max_staleness_ms / 1e3)
         self.lock = threading.Lock()  # scheduler, limiter and status between the threads
+        try:
+            if self.cfg.input_rate_check not in ("warn", "hold", "off"):
+                raise ValueError(f"input_rate_check must be warn, hold or off, not {self.cfg.input_rate_check!r}")
+            if self.cfg.image_transport not in ("raw", "compressed"):
+                raise ValueError(f"image_transport must be raw or compressed, not {self.cfg.image_transport!r}")
+            self.outputs = CommandOutputs(self, self.cfg.output, self.policy.action_space, self.cfg.arm_joint_names)
+        except ValueError as error:
+            self.get_logger().error(f"configure failed: {error}")
+            self.policy = None
+            return FAILURE
         self._create_interfaces()
         return SUCCESS
 
@@ -134,8 +166,10 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f"loaded {checkpoint} on {self.policy.device}; inputs {self.streams}")
 
     def _create_interfaces(self) -> None:
+        compressed = self.cfg.image_transport == "compressed"
+        kind, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
         self.subscriptions_ = [
-            self.create_subscription(Image, f"camera/{c}/image_raw", lambda m, c=c: self._on_image(c, m), SENSOR)
+            self.create_subscription(kind, f"camera/{c}/image_raw{suffix}", lambda m, c=c: self._on_image(c, m), SENSOR)
             for c in self.cameras
         ]
         self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR))
@@ -143,9 +177,11 @@ class PolicyNode(LifecycleNode):
             self.subscriptions_.append(self.create_subscription(PoseStamped, "eef_pose", self._on_pose, SENSOR))
         # Volatile matches every publisher (`ros2 topic pub`); transient-local also receives the last
         # instruction a latched publisher (sim_node) sent before this node started. Repeats are ignored.
-        for qos in (RELIABLE, LATCHED):
-            self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, qos))
-        self.action_pub = self.create_lifecycle_publisher(Float64MultiArray, "vla/action", RELIABLE)
+        # The transient-local one cannot match a volatile publisher, by design: that is not worth a warning.
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
+        for qos, events in ((RELIABLE, None), (LATCHED, quiet)):
+            self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, qos,
+                                                                event_callbacks=events))
         self.chunk_pub = self.create_lifecycle_publisher(JointTrajectory, "vla/action_chunk", RELIABLE)
         self.surprise_pub = self.create_lifecycle_publisher(Float32, "vla/world_model/surprise", RELIABLE)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", RELIABLE)
@@ -160,6 +196,7 @@ class PolicyNode(LifecycleNode):
         if result != SUCCESS:
             return result
         self._running = True
+        self._stop.clear()
         self._threads = [threading.Thread(target=self._control_loop, name="vla_control", daemon=True),
                          threading.Thread(target=self._inference_loop, name="vla_inference", daemon=True)]
         for thread in self._threads:
@@ -168,6 +205,7 @@ class PolicyNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_control()
+        self._final_hold()
         self.hold_reason = "inactive"
         return super().on_deactivate(state)
 
@@ -176,21 +214,39 @@ class PolicyNode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        was_running = self._running
         self._stop_control()
+        if was_running:
+            self._final_hold()
         self._release()
         return SUCCESS
 
     def _stop_control(self) -> None:
+        """Stop both threads: the control loop within a tick, inference after its current call."""
         self._running = False
+        self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=5.0)
+            thread.join(timeout=2.0)
+            if thread.is_alive():
+                self.get_logger().error(f"thread {thread.name} did not stop within 2 s")
         self._threads = []
+
+    def _final_hold(self) -> None:
+        """The last command before the loop goes quiet: no motion (the gripper keeps its state)."""
+        if getattr(self, "outputs", None) is None or not self.context.ok():
+            return
+        with self.lock:
+            action = self.limiter.hold()
+        self._publish(action, self._now(), holding=True)
 
     def _release(self) -> None:
         for sub in getattr(self, "subscriptions_", []):
             self.destroy_subscription(sub)
         self.subscriptions_ = []
-        for name in ("action_pub", "chunk_pub", "surprise_pub"):
+        if getattr(self, "outputs", None) is not None:
+            self.outputs.destroy()
+            self.outputs = None
+        for name in ("chunk_pub", "surprise_pub"):
             if getattr(self, name, None) is not None:
                 self.destroy_lifecycle_publisher(getattr(self, name))
                 setattr(self, name, None)
@@ -205,16 +261,27 @@ class PolicyNode(LifecycleNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _reject(self, kind: str, error: Exception) -> None:
+    def _reject(self, kind: str, error) -> None:
+        """Count a refused message and say why, at most once a second per kind and briefly."""
         self.rejected[kind] = self.rejected.get(kind, 0) + 1
-        self.get_logger().warning(f"rejected {kind} message: {error}", throttle_duration_sec=1.0)
+        self.get_logger().warning(f"rejected {kind} message ({self.rejected[kind]} so far): {conv.brief(str(error), 200)}",
+                                  throttle_duration_sec=1.0)
 
-    def _on_image(self, camera: str, msg: Image) -> None:
+    def _put(self, stream: str, stamp, value) -> None:
+        refused = self.inputs.put(stream, conv.stamp_to_seconds(stamp), value, self._now())
+        if refused:
+            self._reject(f"{stream} stamp", refused)
+
+    def _on_image(self, camera: str, msg) -> None:
         try:
-            pixels = conv.image_to_numpy(msg)
+            if isinstance(msg, CompressedImage):
+                pixels = conv.compressed_image_to_numpy(msg, self.cfg.max_image_pixels, self.cfg.max_compressed_bytes)
+            else:
+                pixels = conv.image_to_numpy(msg, self.cfg.max_image_pixels)
         except conv.InvalidMessage as error:
             return self._reject(f"camera/{camera}", error)
-        self.inputs.put(f"camera/{camera}", conv.stamp_to_seconds(msg.header.stamp), {f"{camera}_image": pixels}, self._now())
+        pixels = conv.fit_image(pixels, self.policy.config.model.vision.image_size)  # keep model-size frames only
+        self._put(f"camera/{camera}", msg.header.stamp, {f"{camera}_image": pixels})
 
     def _on_joints(self, msg: JointState) -> None:
         arm, gripper = self.cfg.arm_joint_names, self.cfg.gripper_joint_names
@@ -222,26 +289,38 @@ class PolicyNode(LifecycleNode):
             positions = conv.joint_state_to_numpy(msg, arm + gripper)
         except conv.InvalidMessage as error:
             return self._reject("joint_states", error)
-        value = {"joint_pos": positions[: len(arm)], "gripper_qpos": positions[len(arm):]}
-        self.inputs.put("joint_states", conv.stamp_to_seconds(msg.header.stamp), value, self._now())
+        self._put("joint_states", msg.header.stamp, {"joint_pos": positions[: len(arm)], "gripper_qpos": positions[len(arm):]})
 
     def _on_pose(self, msg: PoseStamped) -> None:
         try:
             pos, quat = conv.pose_to_numpy(msg)
         except conv.InvalidMessage as error:
             return self._reject("eef_pose", error)
-        self.inputs.put("eef_pose", conv.stamp_to_seconds(msg.header.stamp), {"eef_pos": pos, "eef_quat": quat}, self._now())
+        self._put("eef_pose", msg.header.stamp, {"eef_pos": pos, "eef_quat": quat})
 
     def _on_instruction(self, msg: String) -> None:
-        if self.inputs.set_instruction(msg.data):
-            with self.lock:
-                self.scheduler.reset()  # chunks for the old instruction must not be played
-            self.get_logger().info(f"instruction: {msg.data!r}")
+        try:
+            text = conv.instruction_text(msg.data, self.cfg.max_instruction_chars)
+            self.instruction_error = None
+        except conv.InvalidMessage as error:  # a refused instruction replaces the last one: hold
+            self._reject("vla/instruction", error)
+            text, self.instruction_error = None, conv.brief(str(error), 120)
+        if self.inputs.set_instruction(text):
+            self._void_plan()  # chunks for the old instruction must not be played
+            if text is not None:
+                self.get_logger().info(f"instruction: {conv.brief(text)!r}")
+
+    def _void_plan(self) -> None:
+        """Drop queued chunks and the pending world-model prediction: they were planned for a
+        goal or a moment that no longer holds."""
+        with self.lock:
+            self.scheduler.reset()
+            self.plan_epoch += 1
+            self.surprise = None
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        with self.lock:
-            self.enabled = bool(request.data)
-            self.scheduler.reset()
+        self.enabled = bool(request.data)
+        self._void_plan()
         response.success, response.message = True, "enabled" if request.data else "disabled: holding"
         self.get_logger().warning(f"vla/enable -> {request.data}")
         return response
@@ -252,12 +331,16 @@ class PolicyNode(LifecycleNode):
             return "disabled by vla/enable"
         if self.model_error:
             return f"model failed: {self.model_error}"
+        if self.instruction_error:
+            return f"instruction refused: {self.instruction_error}"
         if not self.inputs.instruction:
             return "no instruction on vla/instruction"
         stale = {s: age for s, age in self.inputs.staleness(now).items() if age * 1e3 > self.cfg.max_staleness_ms}
         if stale:
             return "stale inputs: " + ", ".join(f"{s} {'never received' if age == float('inf') else f'{age * 1e3:.0f} ms'}"
                                                 for s, age in stale.items())
+        if self.rate_problem and self.cfg.input_rate_check == "hold":
+            return self.rate_problem
         threshold = self.cfg.surprise_threshold
         if threshold > 0 and self.surprise is not None and self.surprise > threshold:
             return f"world-model surprise {self.surprise:.3f} > {threshold}"
@@ -274,40 +357,60 @@ class PolicyNode(LifecycleNode):
     def _guarded_tick(self) -> None:
         try:
             self._tick()
-        except Exception:  # a thread has no executor to surface it: log, and tick again next period
-            if self.context.ok():
-                self.get_logger().error(f"control tick failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
+        except Exception:  # a thread has no executor to surface it: log, hold, and tick again next period
+            if not self.context.ok():
+                return
+            self.get_logger().error(f"control tick failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0)
+            self.hold_reason = "control tick failed (see the log)"
+            try:
+                with self.lock:
+                    action = self.limiter.hold()
+                self._publish(action, self._now(), holding=True)
+            except Exception:
+                self.get_logger().error(f"hold after a failed tick failed: {traceback.format_exc(limit=3)}",
+                                        throttle_duration_sec=5.0)
 
     def _tick(self) -> None:
         now = self._now()
         self.tick_times.append(time.monotonic())
         with self.lock:
             reason = self._why_hold(now)
+            if reason:  # a real hold: what was planned before it must not play after it
+                self.scheduler.reset()
+                self.plan_epoch += 1
+                self.surprise = None
+                self.held_at = now
             action = None if reason else self.scheduler.action_at(now)
             if reason is None and action is None:
                 reason = "waiting for the first chunk"
-            if reason:
+            newest = self.scheduler.queue[-1] if self.scheduler.queue else None
+            if action is None:
                 action = self.limiter.hold()
             else:
                 action = self.limiter.limit(action, 1.0 / self.cfg.control_rate_hz)
-                newest = self.scheduler.queue[-1].start
-                if newest != self._played_start:
-                    self._played_start = newest
-                    self.stamp_to_action_s.append(now - newest)
+                if newest.start != self._played_start:
+                    self._played_start = newest.start
+                    self.stamp_to_action_s.append(now - newest.start)
             self.hold_reason = reason
-        self.action_pub.publish(conv.action_to_msg(action))
+        if not np.all(np.isfinite(action)):
+            raise FloatingPointError(f"non-finite action {action.tolist()}")  # _guarded_tick holds instead
+        self._publish(action, now, holding=reason is not None, newest=newest)
+
+    def _publish(self, action, now: float, holding: bool, newest=None) -> None:
+        chunk = None if holding or newest is None else newest.chunk
+        self.outputs.publish(action, now, chunk, None if newest is None else newest.start)
 
     # -------------------------------------------------------------- inference
     def _inference_loop(self) -> None:
-        last_stamp, pending = -np.inf, None  # pending: (due time, predicted future latent)
+        pending = None  # (due time, predicted future latent, plan epoch)
         while self._running:
             woke = self._now()
             # A frame that arrives after waking, not the newest one held: that one may be a camera
-            # period old already, and its age would add to the camera-to-action latency.
-            observation = self.inputs.wait_for_observation_after(last_stamp, timeout=0.1, received_after=woke)
-            if observation is None:
+            # period old already, and its age would add to the camera-to-action latency. Judged by
+            # arrival on this node's clock, never by the sender's stamp.
+            observation = self.inputs.wait_for_observation(received_after=woke, timeout=0.1)
+            if observation is None or not self._running:
                 continue
-            last_stamp = observation.stamp  # each observation is considered once, used or not
             instruction = self.inputs.instruction
             if not instruction or not self.enabled:
                 continue
@@ -324,41 +427,68 @@ class PolicyNode(LifecycleNode):
             # fresh observation included) to a queued chunk, plus one control tick of margin.
             self.wake_to_chunk_s.append(self._now() - woke)
             lead = max(self.wake_to_chunk_s) + 1.0 / self.cfg.control_rate_hz
-            rest = observation.stamp + self.replan_period_s - lead - self._now()
+            rest = min(observation.received + self.replan_period_s - lead - self._now(), self.replan_period_s)
             if rest > 0:
-                time.sleep(rest)
+                self._stop.wait(rest)  # deactivate wakes it
 
     def _infer(self, observation, instruction: str, pending):
         """Queue and publish a chunk from `observation`; then, off the latency path, the surprise of
         the world model's `pending` prediction (due time, latent) once it has come due."""
-        policy, started = self.policy, time.perf_counter()
+        policy, started, epoch = self.policy, time.perf_counter(), self.plan_epoch
         chunk, future = policy.predict_chunk_and_future(observation.obs, instruction)
         self.inference_s.append(time.perf_counter() - started)
+        if not np.all(np.isfinite(chunk.actions)):
+            raise FloatingPointError("the model predicted NaN/inf actions")
         with self.lock:
-            if instruction == self.inputs.instruction and self.enabled:
+            # A chunk from a frame taken before the last hold, or planned across a new goal, is void.
+            queued = epoch == self.plan_epoch and observation.received > self.held_at and self.enabled
+            if queued:
                 if self.scheduler.queue and observation.stamp < self.scheduler.queue[-1].start:
                     self.scheduler.reset()  # the clock went back (a restarted robot or bag): start over
                 self.scheduler.add(chunk, start=observation.stamp)
+            if pending is not None and pending[2] != self.plan_epoch:
+                pending = None  # its chunk was not played through: there is nothing to score
+        if not queued:
+            return pending
         self.chunk_pub.publish(conv.chunk_to_trajectory(chunk, conv.seconds_to_stamp(observation.stamp)))
         if pending is not None and observation.stamp >= pending[0]:
-            self.surprise = policy.surprise(pending[1], observation.obs)
-            self.surprise_pub.publish(Float32(data=self.surprise))
+            surprise = policy.surprise(pending[1], observation.obs)
+            with self.lock:
+                if pending[2] == self.plan_epoch:
+                    self.surprise = surprise
+                    self.surprise_pub.publish(Float32(data=surprise))
             pending = None
         if future is not None and pending is None:
-            pending = (observation.stamp + len(chunk) * chunk.dt, future)
+            pending = (observation.stamp + len(chunk) * chunk.dt, future, epoch)
         return pending
 
     # ------------------------------------------------------------ diagnostics
+    def _check_input_rates(self, now: float) -> None:
+        """Inputs slower than the checkpoint's control rate (the robot steps slower than the data
+        it learnt from): `rate_problem` says which, for a warning or a hold."""
+        if self.cfg.input_rate_check == "off" or self.policy is None:
+            self.rate_problem = None
+            return
+        wanted = self.cfg.min_input_rate_fraction / self.policy.dt
+        slow = {s: r for s, r in self.inputs.rates(now).items() if r is not None and r < wanted}
+        self.rate_problem = ("inputs slower than the checkpoint's control rate "
+                             f"({1 / self.policy.dt:.0f} Hz): " + ", ".join(f"{s} {r:.1f} Hz" for s, r in slow.items())
+                             if slow else None)
+
     def _publish_diagnostics(self) -> None:
         now = self._now()
+        self._check_input_rates(now)
         loop = loop_stats(list(self.tick_times)[-100:], 1.0 / self.cfg.control_rate_hz)  # the last ~2 s
         status = DiagnosticStatus(name="vla_ros: policy_node", hardware_id=str(self.policy.device if self.policy else ""))
         status.level = DiagnosticStatus.OK if self.hold_reason is None else DiagnosticStatus.WARN
         if self.model_error or not self.enabled:
             status.level = DiagnosticStatus.ERROR
         status.message = "running" if self.hold_reason is None else f"holding: {self.hold_reason}"
+        if self.rate_problem and self.hold_reason is None:
+            status.level, status.message = DiagnosticStatus.WARN, f"running, but {self.rate_problem}"
         values = {"state": self._state_machine.current_state[1],
-                  "instruction": self.inputs.instruction or "",
+                  "instruction": conv.brief(self.inputs.instruction or "", 200),
+                  "output": self.cfg.output,
                   "control_rate_hz": f"{loop['rate_hz']:.1f}",
                   "control_jitter_p50_ms": f"{loop['jitter_p50_ms']:.2f}",
                   "control_jitter_p99_ms": f"{loop['jitter_p99_ms']:.2f}",
@@ -366,7 +496,7 @@ class PolicyNode(LifecycleNode):
                   "inference_p95_ms": f"{percentile_ms(self.inference_s, 95):.1f}",
                   "stamp_to_action_p95_ms": f"{percentile_ms(self.stamp_to_action_s, 95):.1f}",
                   "surprise": "" if self.surprise is None else f"{self.surprise:.4f}"}
-        values.update({f"rate_hz/{s}": f"{r:.1f}" for s, r in self.inputs.rates(now).items()})
+        values.update({f"rate_hz/{s}": "" if r is None else f"{r:.1f}" for s, r in self.inputs.rates(now).items()})
         values.update({f"staleness_ms/{s}": "never" if age == float("inf") else f"{age * 1e3:.0f}"
                        for s, age in self.inputs.staleness(now).items()})
         values.update({f"rejected/{kind}": str(count) for kind, count in self.rejected.items()})

@@ -1,9 +1,12 @@
 """sim_node: a vla_stack simulation task standing in for a robot, in real time.
 
-Every control period (the task's control rate divided by `time_factor`) it applies the newest
-action from `vla/action` (a hold when none arrived within `action_timeout_ms`), steps the
-simulator and publishes what a robot would: camera images, joint states and the end-effector
-pose, all with the same stamp. It also publishes the episode's instruction (latched), a success
+Every control period (`control_freq`, divided by `time_factor`) it applies the newest command (a
+hold when none arrived within `action_timeout_ms` of ROS time), steps the simulator and
+publishes what a robot would: camera images, joint states and the end-effector pose, all with
+the same stamp. `command_interface` chooses what it takes: `action` (the normalised action on
+`vla/action`) or `twist` (geometry_msgs/TwistStamped on `vla/cmd_twist` in m/s and rad/s, base
+frame, integrated over its own step, with the gripper position on `vla/gripper_command`), the
+interface a real robot's Cartesian velocity controller takes. It also publishes the episode's instruction (latched), a success
 flag each step, the episode index at each start and the outcome at each end. `sim/reset`
 (std_srvs/Trigger) starts the next seeded episode; with `auto_reset` it starts by itself;
 with `start_paused` nothing moves until the first reset (so a slow-starting policy loses no steps).
@@ -12,16 +15,16 @@ with `start_paused` nothing moves until the first reset (so a slow-starting poli
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
 from std_srvs.srv import Trigger
 
+from vla_policy.action_space import panda_osc
 from vla_ros import conversions as conv
 from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 
@@ -33,6 +36,8 @@ PARAMETERS = {
     "seed": 1_000_000,  # episode k uses seed + k
     "horizon": 0,  # 0: the task's own
     "time_factor": 1.0,  # 2.0 runs twice as fast as real time
+    "control_freq": 20,  # the robot's step rate (Hz); the tasks' demonstrations are 20 Hz
+    "command_interface": "action",  # action: vla/action (normalised) | twist: vla/cmd_twist + vla/gripper_command
     "action_timeout_ms": 200.0,
     "publish_instruction": True,  # False when an operator publishes instructions
     "auto_reset": False,
@@ -51,9 +56,13 @@ class SimNode(Node):
         os.environ.setdefault("MUJOCO_GL", "egl")
         from sim.env import SimEnv  # after MUJOCO_GL is set
 
+        if p["command_interface"] not in ("action", "twist"):
+            raise ValueError(f"command_interface must be action or twist, not {p['command_interface']!r}")
         self.env = SimEnv(task=p["task"], cameras=tuple(p["cameras"]), image_size=p["image_size"],
-                          instructions=p["instructions"], horizon=p["horizon"] or None)
-        self.period = 1.0 / (self.env.config.control_freq * p["time_factor"])
+                          instructions=p["instructions"], horizon=p["horizon"] or None, control_freq=p["control_freq"])
+        self.step_dt = 1.0 / self.env.config.control_freq  # simulated seconds per step
+        self.period = self.step_dt / p["time_factor"]
+        self.space = panda_osc(self.step_dt)
         self.arm_names = list(self.env.robot.robot_joints)
         self.gripper_names = list(self.env.gripper.joints)
         self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR) for c in p["cameras"]}
@@ -63,7 +72,12 @@ class SimNode(Node):
         self.success_pub = self.create_publisher(Bool, "vla/success", RELIABLE)
         self.episode_pub = self.create_publisher(UInt32, "sim/episode", LATCHED)
         self.end_pub = self.create_publisher(Bool, "sim/episode_end", LATCHED)
-        self.create_subscription(Float64MultiArray, "vla/action", self._on_action, RELIABLE)
+        if p["command_interface"] == "twist":
+            self.create_subscription(TwistStamped, "vla/cmd_twist", self._on_twist, RELIABLE)
+            self.create_subscription(Float64MultiArray, "vla/gripper_command", self._on_gripper, RELIABLE)
+        else:
+            self.create_subscription(Float64MultiArray, "vla/action", self._on_action, RELIABLE)
+        self.gripper_position = self.space.gripper_open
         self.create_service(Trigger, "sim/reset", self._on_reset)
         self.episode = -1
         self.rejected_actions = 0
@@ -83,6 +97,7 @@ class SimNode(Node):
         self.obs = self.env.reset(seed=self.p["seed"] + self.episode)
         self.action, self.action_time = None, -np.inf
         self.gripper = -1.0
+        self.gripper_position = self.space.gripper_open
         self.done = False
         self.episode_pub.publish(UInt32(data=self.episode))
         if self.p["publish_instruction"]:
@@ -96,14 +111,34 @@ class SimNode(Node):
         response.message = f"episode {self.episode} seed {self.env.seed}: {self.env.instruction}"
         return response
 
+    def _seconds(self) -> float:
+        return self._now().nanoseconds * 1e-9
+
+    def _reject(self, error: Exception) -> None:
+        self.rejected_actions += 1
+        self.get_logger().warning(f"rejected command: {conv.brief(str(error), 200)}", throttle_duration_sec=1.0)
+
     def _on_action(self, msg: Float64MultiArray) -> None:
         try:
             self.action = conv.msg_to_action(msg, 7)
         except conv.InvalidMessage as error:
-            self.rejected_actions += 1
-            self.get_logger().warning(f"rejected action: {error}", throttle_duration_sec=1.0)
-            return
-        self.action_time = time.monotonic()
+            return self._reject(error)
+        self.action_time = self._seconds()
+
+    def _on_twist(self, msg: TwistStamped) -> None:
+        try:
+            self.action = conv.twist_to_action(msg, self.gripper_position, self.space, self.step_dt)
+        except conv.InvalidMessage as error:
+            return self._reject(error)
+        self.action_time = self._seconds()
+
+    def _on_gripper(self, msg: Float64MultiArray) -> None:
+        try:
+            self.gripper_position = conv.msg_to_gripper(msg)
+        except conv.InvalidMessage as error:
+            return self._reject(error)
+        if self.action is not None:
+            self.action[-1] = self.space.gripper_action(self.gripper_position)
 
     def _step(self) -> None:
         if self.paused or (self.done and not self.p["auto_reset"]):
@@ -112,7 +147,7 @@ class SimNode(Node):
         if self.done:
             self._reset_episode()
             return
-        fresh = self.action is not None and (time.monotonic() - self.action_time) * 1e3 <= self.p["action_timeout_ms"]
+        fresh = self.action is not None and (self._seconds() - self.action_time) * 1e3 <= self.p["action_timeout_ms"]
         action = self.action if fresh else np.array([0, 0, 0, 0, 0, 0, self.gripper])
         self.gripper = float(action[-1])
         self.obs, _, success, truncated, _ = self.env.step(np.clip(action, -1.0, 1.0))

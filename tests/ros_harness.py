@@ -17,6 +17,7 @@ from sensor_msgs.msg import Image, JointState
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros import conversions as conv
 from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
@@ -25,6 +26,22 @@ from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 
 ARM = POLICY_PARAMETERS["arm_joint_names"]
 GRIPPER = POLICY_PARAMETERS["gripper_joint_names"]
+
+
+class RepeatingPublisher:
+    """An instruction source as sim_node is one: it repeats its last message at 2 Hz while the
+    robot spins (policy_node's volatile subscription gets no replay of earlier messages)."""
+
+    def __init__(self, publisher):
+        self.publisher, self.last, self.sent_at = publisher, None, -np.inf
+
+    def publish(self, msg) -> None:
+        self.publisher.publish(msg)
+        self.last, self.sent_at = msg, time.monotonic()
+
+    def repeat(self) -> None:
+        if self.last is not None and time.monotonic() - self.sent_at >= 0.5:
+            self.publish(self.last)
 
 
 class Robot(Node):
@@ -37,11 +54,15 @@ class Robot(Node):
                        for c in ("agentview", "wrist")}
         self.joints = self.create_publisher(JointState, "joint_states", SENSOR)
         self.pose = self.create_publisher(PoseStamped, "eef_pose", SENSOR)
-        self.instruction = self.create_publisher(String, "vla/instruction", LATCHED)
+        self.instruction = RepeatingPublisher(self.create_publisher(String, "vla/instruction", RELIABLE))
         self.actions: list[tuple[float, np.ndarray]] = []
+        self.chunks: list[float] = []  # monotonic arrival time of each vla/action_chunk
+        self.next_publish = 0.0  # monotonic time of the next input set
+        self.stamp_offset = 0.0  # seconds added to every input stamp: a robot clock ahead (> 0) or behind
         self.diagnostics: list[dict] = []
         self.create_subscription(Float64MultiArray, "vla/action", self._on_action, RELIABLE)
         self.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, RELIABLE)
+        self.create_subscription(JointTrajectory, "vla/action_chunk", lambda m: self.chunks.append(time.monotonic()), RELIABLE)
         self.enable = self.create_client(SetBool, "vla/enable")
         self.change_state = self.create_client(ChangeState, "policy_node/change_state")
         self.get_state = self.create_client(GetState, "policy_node/get_state")
@@ -56,21 +77,23 @@ class Robot(Node):
                                      **{kv.key: kv.value for kv in status.values}})
 
     def publish_inputs(self, cameras=("agentview", "wrist")) -> None:
-        stamp = self.get_clock().now().to_msg()
+        stamp = conv.seconds_to_stamp(self.get_clock().now().nanoseconds * 1e-9 + self.stamp_offset)
         rng = np.random.default_rng(len(self.actions))
+        shape = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)  # (H, W)
         for camera in cameras:
-            self.images[camera].publish(conv.numpy_to_image(rng.integers(0, 255, (self.size, self.size, 3), np.uint8), stamp))
+            self.images[camera].publish(conv.numpy_to_image(rng.integers(0, 255, shape + (3,), np.uint8), stamp))
         self.joints.publish(conv.numpy_to_joint_state(GRIPPER + ARM[::-1], np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]],
                                                       None, stamp))  # any order: matched by name
         self.pose.publish(conv.numpy_to_pose([0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], stamp, "world"))
 
     def spin_for(self, seconds: float, publish_hz: float = 0.0, **publish) -> None:
-        """Spin; with publish_hz, publish a full set of inputs at that rate."""
-        end, next_publish = time.monotonic() + seconds, time.monotonic()
+        """Spin; with publish_hz, publish a full set of inputs at that rate (kept across calls)."""
+        end = time.monotonic() + seconds
         while time.monotonic() < end:
-            if publish_hz and time.monotonic() >= next_publish:
+            if publish_hz and time.monotonic() >= self.next_publish:
                 self.publish_inputs(**publish)
-                next_publish += 1.0 / publish_hz
+                self.next_publish = max(self.next_publish + 1.0 / publish_hz, time.monotonic() - 1.0 / publish_hz)
+            self.instruction.repeat()
             rclpy.spin_once(self, timeout_sec=0.005)
 
     def spin_until(self, condition, timeout: float, what: str, publish_hz: float = 0.0, **publish) -> None:

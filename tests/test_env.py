@@ -122,3 +122,15 @@ def test_gymnasium_registration():
         assert env.observation_space.contains(obs) and reward == 0.0 and not terminated
     finally:
         env.close()
+
+
+def test_the_panda_action_space_matches_the_live_controller(env):
+    """vla_policy.action_space.panda_osc states robosuite's controller limits: check them here."""
+    from vla_policy.action_space import panda_osc
+
+    arm = env.robot.part_controllers["right"]
+    space = panda_osc(1.0 / env.config.control_freq)
+    assert np.allclose(arm.output_max, space.scale[:6]) and np.allclose(arm.output_min, -np.asarray(space.scale[:6]))
+    assert arm.input_ref_frame == "base" and space.frame == "robot0_base" == env.robot.robot_model.naming_prefix + "base"
+    low, high = env.model.jnt_range[env.model.joint(env.gripper.joints[0]).id]
+    assert np.isclose(high, space.gripper_open) and np.isclose(low, space.gripper_closed)

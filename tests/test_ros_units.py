@@ -5,12 +5,14 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CompressedImage, Image
 
 from vla_ros import conversions as conv
 from vla_ros.bench import cpu_list
 from vla_ros.inputs import InputBuffer
 from vla_ros.rate_loop import run_at_rate
 from vla_ros.safety import ActionLimiter
+from vla_policy.data.images import preprocess_images
 from vla_policy.types import ActionChunk
 
 STAMP = Time(sec=12, nanosec=500_000_000)
@@ -152,3 +154,49 @@ def test_rate_loop_keeps_its_period_on_the_real_clock():
 
 def test_cpu_list_reads_taskset_syntax():
     assert cpu_list("0") == {0} and cpu_list("0,2-3") == {0, 2, 3}
+
+
+def test_twist_round_trip_gives_back_the_normalised_action():
+    from vla_policy.action_space import panda_osc
+
+    space = panda_osc(0.05)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        action = rng.uniform(-1, 1, 7)
+        twist, gripper = conv.action_to_twist(action, space, STAMP)
+        back = conv.twist_to_action(twist, conv.msg_to_gripper(gripper), space, step_dt=0.05)
+        assert np.allclose(back, action, atol=1e-6)
+    # A robot stepping at 10 Hz takes twice the per-step delta for the same velocity (the gripper is a position).
+    twist, gripper = conv.action_to_twist(np.r_[0.2, 0, 0, 0, 0, 0.1, 1.0], space, STAMP)
+    assert twist.twist.linear.x == pytest.approx(0.2 * 0.05 / 0.05) and twist.twist.angular.z == pytest.approx(0.1 * 0.5 / 0.05)
+    assert np.allclose(conv.twist_to_action(twist, conv.msg_to_gripper(gripper), space, 0.1), [0.4, 0, 0, 0, 0, 0.2, 1.0])
+    twist.header.frame_id = "camera"
+    with pytest.raises(conv.InvalidMessage, match="frame"):
+        conv.twist_to_action(twist, 0.0, space, 0.05)
+
+
+def test_compressed_images_and_size_limits():
+    pixels = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)
+    png = conv.compressed_image_to_numpy(conv.numpy_to_compressed_image(pixels, STAMP, "png"))
+    assert np.array_equal(png, pixels)  # lossless, and RGB (not OpenCV's BGR)
+    jpeg = conv.compressed_image_to_numpy(conv.numpy_to_compressed_image(np.full((48, 64, 3), (200, 30, 30), np.uint8), STAMP))
+    assert np.abs(jpeg.astype(int) - (200, 30, 30)).max() < 6
+    with pytest.raises(conv.InvalidMessage, match="pixels"):
+        conv.compressed_image_to_numpy(conv.numpy_to_compressed_image(pixels, STAMP, "png"), max_pixels=1000)
+    with pytest.raises(conv.InvalidMessage, match="not a readable"):
+        conv.compressed_image_to_numpy(CompressedImage(format="jpeg", data=b"\xff\xd8garbage"))
+    with pytest.raises(conv.InvalidMessage, match="pixels"):  # refused on the header, before the data is read
+        conv.image_to_numpy(Image(height=2160, width=3840, encoding="rgb8", step=3840 * 3), max_pixels=1920 * 1200)
+    assert conv.fit_image(np.zeros((480, 640, 3), np.uint8), 64).shape == (64, 64, 3)
+    assert conv.fit_image(pixels, 64) is pixels  # no larger than the model's input: kept as it is
+    small = np.arange(128 * 128 * 3, dtype=np.uint8).reshape(128, 128, 3)
+    assert np.abs(conv.fit_image(small, 64).astype(int)
+                  - (preprocess_images(small, 64).permute(1, 2, 0).numpy() * 255)).max() <= 1  # the training resize
+
+
+def test_instructions_are_bounded_text():
+    assert conv.instruction_text("  lift   the\tred cube ", 100) == "lift the red cube"
+    for bad, why in [("x" * 101, "characters"), ("lift\x1b[2J", "control"), ("pick \ufffd", "UTF-8"), (b"lift", "not text")]:
+        with pytest.raises(conv.InvalidMessage, match=why):
+            conv.instruction_text(bad, 100)
+    assert len(conv.brief("y" * 10_000)) < 150

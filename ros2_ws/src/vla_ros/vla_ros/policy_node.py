@@ -28,7 +28,6 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -43,7 +42,7 @@ from vla_policy.train.checkpoint import read_checkpoint_meta
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
 from vla_ros.outputs import CommandOutputs
-from vla_ros.qos import LATCHED, RELIABLE, SENSOR
+from vla_ros.qos import RELIABLE, SENSOR
 from vla_ros.rate_loop import make_realtime, run_at_rate
 from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.safety import ActionLimiter
@@ -91,6 +90,7 @@ class PolicyNode(LifecycleNode):
         self.model_error: str | None = None
         self.surprise: float | None = None
         self.rejected: dict[str, int] = {}
+        self._last_reject_log: dict[str, float] = {}  # kind -> monotonic time of its last warning
         self.instruction_error: str | None = None  # why the last instruction was refused
         self.rate_problem: str | None = None  # inputs slower than the checkpoint's rate (1 Hz check)
         self.plan_epoch = 0  # bumped by every hold and every new goal: older plans are void
@@ -103,7 +103,7 @@ class PolicyNode(LifecycleNode):
         self._played_start: float | None = None
         self._threads: list[threading.Thread] = []  # the control loop and the inference loop
         self._running = False
-        self._stop = threading.Event()  # wakes the inference thread's waits at deactivate
+        self._wake = threading.Event()  # wakes the inference thread's rest: deactivate, or a hold voided the plan
 
     def param(self, name: str):
         value = self.get_parameter(name).value
@@ -175,13 +175,10 @@ class PolicyNode(LifecycleNode):
         self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR))
         if self.needs_pose:
             self.subscriptions_.append(self.create_subscription(PoseStamped, "eef_pose", self._on_pose, SENSOR))
-        # Volatile matches every publisher (`ros2 topic pub`); transient-local also receives the last
-        # instruction a latched publisher (sim_node) sent before this node started. Repeats are ignored.
-        # The transient-local one cannot match a volatile publisher, by design: that is not worth a warning.
-        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
-        for qos, events in ((RELIABLE, None), (LATCHED, quiet)):
-            self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, qos,
-                                                                event_callbacks=events))
+        # Volatile: it matches every publisher, volatile (`ros2 topic pub`) or latched, without a QoS
+        # warning on either side. A latched publisher's earlier message is not replayed to it, so
+        # instruction sources repeat theirs (sim_node does, at 1 Hz); repeats are ignored.
+        self.subscriptions_.append(self.create_subscription(String, "vla/instruction", self._on_instruction, RELIABLE))
         self.chunk_pub = self.create_lifecycle_publisher(JointTrajectory, "vla/action_chunk", RELIABLE)
         self.surprise_pub = self.create_lifecycle_publisher(Float32, "vla/world_model/surprise", RELIABLE)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", RELIABLE)
@@ -196,7 +193,7 @@ class PolicyNode(LifecycleNode):
         if result != SUCCESS:
             return result
         self._running = True
-        self._stop.clear()
+        self._wake.clear()
         self._threads = [threading.Thread(target=self._control_loop, name="vla_control", daemon=True),
                          threading.Thread(target=self._inference_loop, name="vla_inference", daemon=True)]
         for thread in self._threads:
@@ -224,7 +221,7 @@ class PolicyNode(LifecycleNode):
     def _stop_control(self) -> None:
         """Stop both threads: the control loop within a tick, inference after its current call."""
         self._running = False
-        self._stop.set()
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout=2.0)
             if thread.is_alive():
@@ -264,8 +261,10 @@ class PolicyNode(LifecycleNode):
     def _reject(self, kind: str, error) -> None:
         """Count a refused message and say why, at most once a second per kind and briefly."""
         self.rejected[kind] = self.rejected.get(kind, 0) + 1
-        self.get_logger().warning(f"rejected {kind} message ({self.rejected[kind]} so far): {conv.brief(str(error), 200)}",
-                                  throttle_duration_sec=1.0)
+        now = time.monotonic()
+        if now - self._last_reject_log.get(kind, -np.inf) >= 1.0:
+            self._last_reject_log[kind] = now
+            self.get_logger().warning(f"rejected {kind} message ({self.rejected[kind]} so far): {conv.brief(str(error), 200)}")
 
     def _put(self, stream: str, stamp, value) -> None:
         refused = self.inputs.put(stream, conv.stamp_to_seconds(stamp), value, self._now())
@@ -317,6 +316,7 @@ class PolicyNode(LifecycleNode):
             self.scheduler.reset()
             self.plan_epoch += 1
             self.surprise = None
+        self._wake.set()
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self.enabled = bool(request.data)
@@ -380,6 +380,7 @@ class PolicyNode(LifecycleNode):
                 self.plan_epoch += 1
                 self.surprise = None
                 self.held_at = now
+                self._wake.set()  # replan from the first fresh frame once the hold ends
             action = None if reason else self.scheduler.action_at(now)
             if reason is None and action is None:
                 reason = "waiting for the first chunk"
@@ -428,8 +429,8 @@ class PolicyNode(LifecycleNode):
             self.wake_to_chunk_s.append(self._now() - woke)
             lead = max(self.wake_to_chunk_s) + 1.0 / self.cfg.control_rate_hz
             rest = min(observation.received + self.replan_period_s - lead - self._now(), self.replan_period_s)
-            if rest > 0:
-                self._stop.wait(rest)  # deactivate wakes it
+            if rest <= 0 or self._wake.wait(rest):  # a hold or deactivate ends the rest early
+                self._wake.clear()
 
     def _infer(self, observation, instruction: str, pending):
         """Queue and publish a chunk from `observation`; then, off the latency path, the surprise of

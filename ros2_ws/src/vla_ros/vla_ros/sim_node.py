@@ -6,8 +6,8 @@ publishes what a robot would: camera images, joint states and the end-effector p
 the same stamp. `command_interface` chooses what it takes: `action` (the normalised action on
 `vla/action`) or `twist` (geometry_msgs/TwistStamped on `vla/cmd_twist` in m/s and rad/s, base
 frame, integrated over its own step, with the gripper position on `vla/gripper_command`), the
-interface a real robot's Cartesian velocity controller takes. It also publishes the episode's instruction (latched), a success
-flag each step, the episode index at each start and the outcome at each end. `sim/reset`
+interface a real robot's Cartesian velocity controller takes. It also publishes the episode's
+instruction (latched, and repeated at 1 Hz for late volatile subscribers), a success flag each step, the episode index at each start and the outcome at each end. `sim/reset`
 (std_srvs/Trigger) starts the next seeded episode; with `auto_reset` it starts by itself;
 with `start_paused` nothing moves until the first reset (so a slow-starting policy loses no steps).
 """
@@ -87,6 +87,8 @@ class SimNode(Node):
         else:
             self._reset_episode()
         self.timer = self.create_timer(self.period, self._step)
+        # Repeated at 1 Hz: a subscriber that starts late (volatile, as policy_node's) still gets it.
+        self.instruction_timer = self.create_timer(1.0, self._publish_instruction)
 
     def _now(self):
         return self.get_clock().now()
@@ -100,10 +102,13 @@ class SimNode(Node):
         self.gripper_position = self.space.gripper_open
         self.done = False
         self.episode_pub.publish(UInt32(data=self.episode))
-        if self.p["publish_instruction"]:
-            self.instruction_pub.publish(String(data=self.env.instruction))
+        self._publish_instruction()
         self.get_logger().info(f"episode {self.episode} (seed {self.env.seed}): {self.env.instruction!r}")
         self._publish_sensors()
+
+    def _publish_instruction(self) -> None:
+        if self.p["publish_instruction"] and self.episode >= 0:
+            self.instruction_pub.publish(String(data=self.env.instruction))
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self._reset_episode()

@@ -27,6 +27,7 @@ from sim.tasks import Goal, Task, get_task
 ACTION_DIM = 7
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 GRIPPER_MEMORY = 2  # the Panda gripper controller's accumulated command, one per finger
+NATIVE_RATE_HZ = 20  # the step rate robosuite's Panda speeds are taken at (the demonstrations')
 # Friendly camera names -> robosuite camera names. Any other scene camera works by its own name.
 CAMERA_ALIASES = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 
@@ -80,6 +81,8 @@ class SimEnv:
         )
         self.robot = self.scene.robots[0]
         self.gripper = self.robot.gripper["right"]
+        if config.control_freq != NATIVE_RATE_HZ:
+            _keep_gripper_speed_per_second(self.gripper, config.control_freq)
         self.goal: Goal | None = None
         self.seed: int | None = None
         self.steps = 0
@@ -255,3 +258,13 @@ class SimEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _keep_gripper_speed_per_second(gripper, control_freq: int) -> None:
+    """robosuite's Panda gripper moves a fixed fraction of its range per *policy step*, so a robot
+    stepping at 12 Hz would close its fingers 40% slower in seconds than at 20 Hz; a real gripper
+    does not depend on the controller's rate. Its speed per step is scaled so that the speed per
+    second is the one at NATIVE_RATE_HZ (the tasks' demonstrations). At 20 Hz nothing changes."""
+    base = type(gripper)
+    per_step = property(lambda self: base.speed.fget(self) * NATIVE_RATE_HZ / control_freq)
+    gripper.__class__ = type(f"{base.__name__}At{control_freq}Hz", (base,), {"speed": per_step})

@@ -21,8 +21,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_ros import conversions as conv
 from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
-from vla_ros.policy_node import PARAMETERS as POLICY_PARAMETERS
-from vla_ros.qos import LATCHED, RELIABLE, SENSOR
+from vla_ros.policy_params import PARAMETERS as POLICY_PARAMETERS
+from vla_ros.qos import RELIABLE, SENSOR
 
 ARM = POLICY_PARAMETERS["arm_joint_names"]
 GRIPPER = POLICY_PARAMETERS["gripper_joint_names"]

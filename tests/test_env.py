@@ -134,3 +134,19 @@ def test_the_panda_action_space_matches_the_live_controller(env):
     assert arm.input_ref_frame == "base" and space.frame == "robot0_base" == env.robot.robot_model.naming_prefix + "base"
     low, high = env.model.jnt_range[env.model.joint(env.gripper.joints[0]).id]
     assert np.isclose(high, space.gripper_open) and np.isclose(low, space.gripper_closed)
+
+
+def test_the_gripper_closes_as_fast_in_seconds_at_any_step_rate():
+    """robosuite moves the gripper a fixed amount per policy step; SimEnv keeps its speed per second."""
+    seconds_to_close = {}
+    for hz in (10, 20):
+        env = SimEnv(EnvConfig(task="lift", cameras=(), control_freq=hz))
+        env.reset(seed=0)
+        steps = 0
+        while env.gripper.current_action[-1] < 1.0:
+            env.step(np.r_[np.zeros(6), 1.0])
+            steps += 1
+        seconds_to_close[hz] = steps / hz
+        env.close()
+    assert seconds_to_close[10] == pytest.approx(seconds_to_close[20], abs=0.1)
+    assert type(SimEnv(EnvConfig(task="lift", cameras=())).gripper).__name__ == "PandaGripper"  # 20 Hz: robosuite's own

@@ -30,10 +30,9 @@ def test_make_demo_succeeds_through_the_nodes_and_the_session_becomes_data(tmp_p
     for result in report["results"]:
         assert result["instruction"] and result["diagnostics"]["state"] == "active"
         assert float(result["diagnostics"]["control_rate_hz"]) > 40  # 50 Hz target on a loaded 2-core machine
-    # The world model scored its predictions: a prediction comes due a chunk (0.8 s) after it is made and
-    # the diagnostics go out at 1 Hz, so a pick solved in 2 s may end before its first score is
-    # reported (seen once); by the last episode there has been time.
-    assert report["results"][-1]["diagnostics"]["surprise"] != ""
+    # The world model scored its predictions of chunks that were played (vla/world_model/surprise);
+    # a score comes due a chunk (0.8 s) after its prediction, so a quick pick may have none.
+    assert sum(len(result["surprise"]) for result in report["results"]) >= 1
     assert all((tmp_path / "run" / f"episode_{i}.mp4").stat().st_size > 0 for i in range(EPISODES))
 
     converted = convert_bag(bag, tmp_path / "session.hdf5", task="tabletop")

@@ -48,7 +48,8 @@ def test_teleop_session_records_to_mcap_survives_a_kill_and_converts_to_hdf5(tmp
     bag, domain = tmp_path / "session", random.randrange(1, 200)
     commands = {
         "sim_node": node_command("sim_node", CONFIG_DIR / "sim.yaml", {
-            "task": "lift", "horizon": HORIZON, "auto_reset": True, "start_paused": True, "image_size": 32}),
+            "task": "lift", "horizon": HORIZON, "auto_reset": True, "start_paused": True, "image_size": 32,
+            "command_interface": "action"}),  # the teleop sends normalised actions
         "recorder_node": node_command("recorder_node", CONFIG_DIR / "recorder.yaml", {"output": str(bag)}),
     }
     with ros_processes(commands, domain, tmp_path / "logs") as procs:

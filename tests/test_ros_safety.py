@@ -239,3 +239,22 @@ def test_the_robot_configuration_does_not_start_moving_by_itself():
 
     robot = yaml.safe_load((CONFIG_DIR / "robot.yaml").read_text())["policy_node"]["ros__parameters"]
     assert robot["autostart"] is False
+
+
+def test_hostile_messages_of_every_kind_among_valid_data(tiny_checkpoint, tmp_path):
+    """The short form of `vla bench ros --hostile`: every malformed kind is refused, no motion
+    while only invalid data arrives, and the node moves again on valid data (timing targets
+    belong to the benchmark, not here)."""
+    from vla_ros.hostile import INSTRUCTION_KINDS, SENSOR_KINDS, run
+
+    result = run(tiny_checkpoint, tmp_path, phases=1, phase_s=3.0, hostile_hz=200.0, skip=("frame_8k",))
+    assert result["alive"] and result["moving_ticks_while_invalid"] == 0
+    assert result["moving_ticks_while_mixed"] > 0  # valid data among the hostile kept it running
+    assert set(result["messages"]["per_kind"]) == set(SENSOR_KINDS + INSTRUCTION_KINDS) - {"frame_8k"}
+    assert result["messages"]["hostile"] >= 1000
+    assert result["recovered_after_s"][0] is not None
+    rejected = result["rejected"]
+    for kind in ("camera/agentview", "camera/wrist", "joint_states", "eef_pose", "vla/instruction",
+                 "camera/agentview stamp", "joint_states stamp"):
+        assert int(rejected.get(f"rejected/{kind}", 0)) > 0, kind
+    assert result["rss_mb"]["growth"] < 300  # 4k frames cost DDS buffers (see docs/RESULTS.md); no leak beyond them

@@ -161,11 +161,19 @@ def _bench_args(p):
     p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="ros: a policy_node parameter")
     p.add_argument("--sim-cpus", default="", help='ros: pin sim_node to these CPUs (e.g. "0"); default: unpinned')
     p.add_argument("--policy-cpus", default="", help='ros: pin policy_node to these CPUs (e.g. "1"); default: unpinned')
+    p.add_argument("--hostile", action="store_true",
+                   help="ros: malformed messages of every kind among valid data (vla_ros.hostile; --skip KINDS)")
+    p.add_argument("--skip", default="", help="ros --hostile: comma-separated kinds to leave out")
     p.add_argument("--out", help="also write the JSON here")
 
 
 @command("bench", "benchmarks (JSON out)", _bench_args)
 def run_bench(args) -> int:
+    if args.what == "ros" and args.hostile:
+        command = [sys.executable, "-m", "vla_ros.hostile", "--skip", args.skip]
+        command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])
+        command += [arg for setting in args.set for arg in ("--set", setting)]
+        return subprocess.call(command)
     if args.what == "ros":  # ROS lives in the vla_ros package: run it in its own process
         command = [sys.executable, "-m", "vla_ros.bench", "--seconds", str(args.seconds)]
         command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])

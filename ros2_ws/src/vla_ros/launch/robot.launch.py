@@ -16,7 +16,7 @@ image_transport:=compressed  subscribe <camera topic>/compressed (sensor_msgs/Co
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -53,7 +53,7 @@ def generate_launch_description() -> LaunchDescription:
                      "image_transport": LaunchConfiguration("image_transport"),
                      "autostart": LaunchConfiguration("autostart")}],
         remappings=[(topic, LaunchConfiguration(arg)) for arg, (topic, _) in REMAPS.items()]
-        + [(f"{topic}/compressed", PythonExpression(["'", LaunchConfiguration(arg), "' + '/compressed'"]))
+        + [(f"{topic}/compressed", [LaunchConfiguration(arg), "/compressed"])
            for arg, (topic, _) in REMAPS.items() if arg in ("agentview_topic", "wrist_topic")],
     )
     return LaunchDescription(arguments + [policy])

@@ -24,12 +24,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
-from std_msgs.msg import Bool, String, UInt32
+from std_msgs.msg import Bool, Float32, String, UInt32
 from std_srvs.srv import Trigger
 
 from vla_policy.eval.video import write_video
 from vla_ros.conversions import image_to_numpy
-from vla_ros.qos import LATCHED, SENSOR
+from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the source tree (pip install -e)
 
@@ -128,6 +128,8 @@ class Driver(Node):
         self.create_subscription(Bool, "sim/episode_end", lambda m: setattr(self, "ended", m.data), LATCHED)
         self.create_subscription(String, "vla/instruction", lambda m: setattr(self, "instruction", m.data), LATCHED)
         self.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, 10)
+        self.surprises: list[float] = []  # the world model's scores of played chunks, this episode
+        self.create_subscription(Float32, "vla/world_model/surprise", lambda m: self.surprises.append(m.data), RELIABLE)
         self.reset_client = self.create_client(Trigger, "sim/reset")
 
     def _on_frame(self, msg: Image) -> None:
@@ -149,7 +151,7 @@ class Driver(Node):
 
     def run_episode(self, index: int, timeout: float) -> dict:
         self.spin_until(lambda: self.reset_client.service_is_ready(), 60, "the sim_node's sim/reset service")
-        self.ended = None
+        self.ended, self.surprises = None, []
         future = self.reset_client.call_async(Trigger.Request())
         self.spin_until(future.done, 30, "sim/reset")
         self.spin_until(lambda: self.episode == index, 10, f"episode {index} to start")
@@ -157,7 +159,8 @@ class Driver(Node):
         self.spin_until(lambda: self.ended is not None, timeout, f"episode {index} to end")
         self.keep_frames = False
         return {"episode": index, "success": bool(self.ended), "seconds": round(time.monotonic() - start, 2),
-                "instruction": self.instruction, "diagnostics": dict(self.diagnostics)}
+                "instruction": self.instruction, "diagnostics": dict(self.diagnostics),
+                "surprise": [round(float(x), 5) for x in self.surprises]}
 
 
 def run_closed_loop(checkpoint: str | Path, episodes: int, out: str | Path, task: str = "tabletop",

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -41,46 +41,19 @@ from vla_policy.scheduler import ActionScheduler
 from vla_policy.train.checkpoint import read_checkpoint_meta
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
+from vla_ros.policy_inputs import InputCallbacks
+from vla_ros.policy_params import PARAMETERS
+from vla_ros.policy_status import input_rate_problem, policy_status
 from vla_ros.outputs import CommandOutputs
-from vla_ros.qos import RELIABLE, SENSOR
+from vla_ros.qos import CAMERA, RELIABLE, SENSOR
 from vla_ros.rate_loop import make_realtime, run_at_rate
-from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.safety import ActionLimiter
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-PARAMETERS = {
-    "checkpoint": "",
-    "device": "auto",  # auto | cpu | cuda
-    "control_rate_hz": 50.0,
-    "cameras": [""],  # empty: the checkpoint's cameras; topic camera/<name>/image_raw
-    "arm_joint_names": [f"robot0_joint{i}" for i in range(1, 8)],
-    "gripper_joint_names": ["gripper0_right_finger_joint1", "gripper0_right_finger_joint2"],
-    "pair_tolerance_ms": 30.0,  # cameras and proprioception further apart are not one observation
-    "max_staleness_ms": 200.0,  # since the last arrival; also the oldest stamp accepted on arrival
-    "max_future_stamp_ms": 50.0,  # stamps further ahead of this node's clock are refused
-    "image_transport": "raw",  # raw: camera/<name>/image_raw (Image); compressed: .../image_raw/compressed (jpeg/png)
-    "max_image_pixels": 1920 * 1200,  # larger frames are refused; accepted ones are kept at the model's size
-    "max_compressed_bytes": 4_000_000,
-    "max_instruction_chars": 200,
-    "input_rate_check": "warn",  # warn | hold | off: inputs slower than the checkpoint's control rate
-    "min_input_rate_fraction": 0.8,  # of 1/dt, below which the rate check fires
-    "output": "action",  # action | twist | joint_trajectory (vla/action is always published)
-    "action_low": [-1.0] * 7,
-    "action_high": [1.0] * 7,
-    "max_action_rate": 20.0,  # per second, arm dimensions
-    "ensemble_decay": 0.1,
-    "replan_period_ms": -1.0,  # least time between chunks; < 0: the checkpoint's replan_every steps; 0: every observation
-    "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
-    "warmup_iterations": 3,
-    "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop
-    "flow_steps": 0,  # Euler steps of a flow head; 0: the checkpoint's (fewer: lower latency; other heads ignore it)
-    "control_thread_priority": 50,  # SCHED_FIFO priority of the control thread (Linux); 0: normal scheduling
-    "autostart": False,  # configure and activate on start (what the launch files use)
-}
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(InputCallbacks, LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("policy_node", **kwargs)
         for name, default in PARAMETERS.items():
@@ -167,9 +140,14 @@ class PolicyNode(LifecycleNode):
 
     def _create_interfaces(self) -> None:
         compressed = self.cfg.image_transport == "compressed"
-        kind, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
+        self.image_type, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
+        # Frames arrive serialized: an oversized one is refused on its byte count, before rclpy
+        # would build a Python message of it (tens of ms under the GIL for a 4k frame).
+        self.max_image_message_bytes = (self.cfg.max_compressed_bytes if compressed else 3 * self.cfg.max_image_pixels
+                                        + 4 * self.cfg.max_image_pixels ** 0.5) + 4096  # rows may be padded; header
         self.subscriptions_ = [
-            self.create_subscription(kind, f"camera/{c}/image_raw{suffix}", lambda m, c=c: self._on_image(c, m), SENSOR)
+            self.create_subscription(self.image_type, f"camera/{c}/image_raw{suffix}", lambda m, c=c: self._on_image(c, m),
+                                     CAMERA, raw=True)
             for c in self.cameras
         ]
         self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR))
@@ -257,57 +235,6 @@ class PolicyNode(LifecycleNode):
     # ----------------------------------------------------------------- inputs
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
-
-    def _reject(self, kind: str, error) -> None:
-        """Count a refused message and say why, at most once a second per kind and briefly."""
-        self.rejected[kind] = self.rejected.get(kind, 0) + 1
-        now = time.monotonic()
-        if now - self._last_reject_log.get(kind, -np.inf) >= 1.0:
-            self._last_reject_log[kind] = now
-            self.get_logger().warning(f"rejected {kind} message ({self.rejected[kind]} so far): {conv.brief(str(error), 200)}")
-
-    def _put(self, stream: str, stamp, value) -> None:
-        refused = self.inputs.put(stream, conv.stamp_to_seconds(stamp), value, self._now())
-        if refused:
-            self._reject(f"{stream} stamp", refused)
-
-    def _on_image(self, camera: str, msg) -> None:
-        try:
-            if isinstance(msg, CompressedImage):
-                pixels = conv.compressed_image_to_numpy(msg, self.cfg.max_image_pixels, self.cfg.max_compressed_bytes)
-            else:
-                pixels = conv.image_to_numpy(msg, self.cfg.max_image_pixels)
-        except conv.InvalidMessage as error:
-            return self._reject(f"camera/{camera}", error)
-        pixels = conv.fit_image(pixels, self.policy.config.model.vision.image_size)  # keep model-size frames only
-        self._put(f"camera/{camera}", msg.header.stamp, {f"{camera}_image": pixels})
-
-    def _on_joints(self, msg: JointState) -> None:
-        arm, gripper = self.cfg.arm_joint_names, self.cfg.gripper_joint_names
-        try:
-            positions = conv.joint_state_to_numpy(msg, arm + gripper)
-        except conv.InvalidMessage as error:
-            return self._reject("joint_states", error)
-        self._put("joint_states", msg.header.stamp, {"joint_pos": positions[: len(arm)], "gripper_qpos": positions[len(arm):]})
-
-    def _on_pose(self, msg: PoseStamped) -> None:
-        try:
-            pos, quat = conv.pose_to_numpy(msg)
-        except conv.InvalidMessage as error:
-            return self._reject("eef_pose", error)
-        self._put("eef_pose", msg.header.stamp, {"eef_pos": pos, "eef_quat": quat})
-
-    def _on_instruction(self, msg: String) -> None:
-        try:
-            text = conv.instruction_text(msg.data, self.cfg.max_instruction_chars)
-            self.instruction_error = None
-        except conv.InvalidMessage as error:  # a refused instruction replaces the last one: hold
-            self._reject("vla/instruction", error)
-            text, self.instruction_error = None, conv.brief(str(error), 120)
-        if self.inputs.set_instruction(text):
-            self._void_plan()  # chunks for the old instruction must not be played
-            if text is not None:
-                self.get_logger().info(f"instruction: {conv.brief(text)!r}")
 
     def _void_plan(self) -> None:
         """Drop queued chunks and the pending world-model prediction: they were planned for a
@@ -464,48 +391,13 @@ class PolicyNode(LifecycleNode):
         return pending
 
     # ------------------------------------------------------------ diagnostics
-    def _check_input_rates(self, now: float) -> None:
-        """Inputs slower than the checkpoint's control rate (the robot steps slower than the data
-        it learnt from): `rate_problem` says which, for a warning or a hold."""
-        if self.cfg.input_rate_check == "off" or self.policy is None:
-            self.rate_problem = None
-            return
-        wanted = self.cfg.min_input_rate_fraction / self.policy.dt
-        slow = {s: r for s, r in self.inputs.rates(now).items() if r is not None and r < wanted}
-        self.rate_problem = ("inputs slower than the checkpoint's control rate "
-                             f"({1 / self.policy.dt:.0f} Hz): " + ", ".join(f"{s} {r:.1f} Hz" for s, r in slow.items())
-                             if slow else None)
-
     def _publish_diagnostics(self) -> None:
         now = self._now()
-        self._check_input_rates(now)
-        loop = loop_stats(list(self.tick_times)[-100:], 1.0 / self.cfg.control_rate_hz)  # the last ~2 s
-        status = DiagnosticStatus(name="vla_ros: policy_node", hardware_id=str(self.policy.device if self.policy else ""))
-        status.level = DiagnosticStatus.OK if self.hold_reason is None else DiagnosticStatus.WARN
-        if self.model_error or not self.enabled:
-            status.level = DiagnosticStatus.ERROR
-        status.message = "running" if self.hold_reason is None else f"holding: {self.hold_reason}"
-        if self.rate_problem and self.hold_reason is None:
-            status.level, status.message = DiagnosticStatus.WARN, f"running, but {self.rate_problem}"
-        values = {"state": self._state_machine.current_state[1],
-                  "instruction": conv.brief(self.inputs.instruction or "", 200),
-                  "output": self.cfg.output,
-                  "control_rate_hz": f"{loop['rate_hz']:.1f}",
-                  "control_jitter_p50_ms": f"{loop['jitter_p50_ms']:.2f}",
-                  "control_jitter_p99_ms": f"{loop['jitter_p99_ms']:.2f}",
-                  "inference_p50_ms": f"{percentile_ms(self.inference_s, 50):.1f}",
-                  "inference_p95_ms": f"{percentile_ms(self.inference_s, 95):.1f}",
-                  "stamp_to_action_p95_ms": f"{percentile_ms(self.stamp_to_action_s, 95):.1f}",
-                  "surprise": "" if self.surprise is None else f"{self.surprise:.4f}"}
-        values.update({f"rate_hz/{s}": "" if r is None else f"{r:.1f}" for s, r in self.inputs.rates(now).items()})
-        values.update({f"staleness_ms/{s}": "never" if age == float("inf") else f"{age * 1e3:.0f}"
-                       for s, age in self.inputs.staleness(now).items()})
-        values.update({f"rejected/{kind}": str(count) for kind, count in self.rejected.items()})
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
+        self.rate_problem = (None if self.cfg.input_rate_check == "off" or self.policy is None else
+                             input_rate_problem(self.inputs.rates(now), self.policy.dt, self.cfg.min_input_rate_fraction))
+        msg = DiagnosticArray(status=[policy_status(self, now)])
         msg.header.stamp = conv.seconds_to_stamp(now)
         self.diagnostics_pub.publish(msg)
-
 
 def main(args=None) -> None:
     rclpy.init(args=args)

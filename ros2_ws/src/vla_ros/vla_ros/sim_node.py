@@ -5,8 +5,9 @@ hold when none arrived within `action_timeout_ms` of ROS time), steps the simula
 publishes what a robot would: camera images, joint states and the end-effector pose, all with
 the same stamp. `command_interface` chooses what it takes: `action` (the normalised action on
 `vla/action`) or `twist` (geometry_msgs/TwistStamped on `vla/cmd_twist` in m/s and rad/s, base
-frame, integrated over its own step, with the gripper position on `vla/gripper_command`), the
-interface a real robot's Cartesian velocity controller takes. It also publishes the episode's
+frame, turned into the OSC offset that moves the arm at that speed at any step rate, with the
+gripper position on `vla/gripper_command`), the interface a real robot's Cartesian velocity
+controller takes. It also publishes the episode's
 instruction (latched, and repeated at 1 Hz for late volatile subscribers), a success flag each step, the episode index at each start and the outcome at each end. `sim/reset`
 (std_srvs/Trigger) starts the next seeded episode; with `auto_reset` it starts by itself;
 with `start_paused` nothing moves until the first reset (so a slow-starting policy loses no steps).
@@ -54,7 +55,7 @@ class SimNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.p = p
         os.environ.setdefault("MUJOCO_GL", "egl")
-        from sim.env import SimEnv  # after MUJOCO_GL is set
+        from sim.env import NATIVE_RATE_HZ, SimEnv  # after MUJOCO_GL is set
 
         if p["command_interface"] not in ("action", "twist"):
             raise ValueError(f"command_interface must be action or twist, not {p['command_interface']!r}")
@@ -63,6 +64,11 @@ class SimNode(Node):
         self.step_dt = 1.0 / self.env.config.control_freq  # simulated seconds per step
         self.period = self.step_dt / p["time_factor"]
         self.space = panda_osc(self.step_dt)
+        # robosuite's OSC_POSE drives the arm with a force proportional to each step's offset, so
+        # the arm's speed follows the offset, not the offset per second: a twist becomes the offset
+        # that gives its speed at the rate the controller's speeds were taken at, whatever this
+        # robot's step rate (docs/RESULTS.md, "A robot at another step rate").
+        self.velocity_dt = 1.0 / NATIVE_RATE_HZ
         self.arm_names = list(self.env.robot.robot_joints)
         self.gripper_names = list(self.env.gripper.joints)
         self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR) for c in p["cameras"]}
@@ -132,7 +138,7 @@ class SimNode(Node):
 
     def _on_twist(self, msg: TwistStamped) -> None:
         try:
-            self.action = conv.twist_to_action(msg, self.gripper_position, self.space, self.step_dt)
+            self.action = conv.twist_to_action(msg, self.gripper_position, self.space, self.velocity_dt)
         except conv.InvalidMessage as error:
             return self._reject(error)
         self.action_time = self._seconds()

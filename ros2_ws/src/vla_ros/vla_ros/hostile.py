@@ -235,7 +235,7 @@ def _measure(robot: HostileRobot, process: psutil.Process, proc, phases: int, ph
                    "growth": round((rss_end - rss_start) / 2**20, 1)},
         "moving_ticks_while_invalid": sum(_moving(robot.actions, a + 0.25, b) for a, b in invalid_windows),
         "moving_ticks_while_mixed": sum(_moving(robot.actions, a, b) for a, b in mixed_windows),
-        "hold_reasons_while_invalid": sorted({m.split(":")[0] + ": " + m.split(":")[1].strip().split(" ")[0] for m in in_invalid if ":" in m}),
+        "hold_reasons_while_invalid": sorted({" ".join(m.split()[:3]) for m in in_invalid}),  # "holding: stale inputs", ...
         "recovered_after_s": recovered,
         "rejected": {k: v for k, v in (robot.diagnostics[-1][2] if robot.diagnostics else {}).items() if k.startswith("rejected/")},
         "goals": {"rate_hz": ">= 49.5", "jitter_p99_ms": "< 2", "rss_growth_mb": "< 50", "moving_ticks_while_invalid": 0},

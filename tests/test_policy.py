@@ -133,3 +133,17 @@ def test_flow_steps_override_changes_the_integration_and_needs_a_flow_head():
     discrete = merge(config, {"model": {"head": "discrete"}})
     with pytest.raises(ValueError, match="needs a flow head"):
         Policy(VLAModel(discrete.model, PROPRIO_DIM), discrete, STATS, device="cpu", flow_steps=4)
+
+
+def test_the_checkpoint_carries_its_action_space(tiny_checkpoint):
+    import json
+
+    from vla_policy.action_space import from_meta
+    from vla_policy.policy import Policy
+
+    meta = json.loads((tiny_checkpoint / "meta.json").read_text())
+    space = from_meta(meta)
+    assert meta["action_space"]["name"] == space.name == "ee_delta_gripper" and space.dt == meta["dt"]
+    policy = Policy.from_checkpoint(tiny_checkpoint, device="cpu")
+    assert policy.action_space == space
+    assert from_meta({"env_args": meta["env_args"], "dt": 0.05}) == space  # older checkpoints: from their env

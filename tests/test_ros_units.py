@@ -200,3 +200,14 @@ def test_instructions_are_bounded_text():
         with pytest.raises(conv.InvalidMessage, match=why):
             conv.instruction_text(bad, 100)
     assert len(conv.brief("y" * 10_000)) < 150
+
+
+def test_joint_space_chunks_become_the_trajectory_ahead():
+    chunk = ActionChunk(np.arange(4 * 8, dtype=float).reshape(4, 8), 0.05, action_space="joint_position")
+    names = [f"j{i}" for i in range(7)]
+    trajectory = conv.joint_targets_to_trajectory(chunk, names, STAMP, from_time=0.06)  # point 1 is under way
+    assert trajectory.joint_names == names and len(trajectory.points) == 2  # points 2 and 3 are ahead
+    assert list(trajectory.points[0].positions) == chunk.actions[2, :7].tolist()
+    assert [p.time_from_start.nanosec for p in trajectory.points] == [50_000_000, 100_000_000]
+    with pytest.raises(ValueError, match="joint_position"):
+        conv.joint_targets_to_trajectory(ActionChunk(np.zeros((4, 7)), 0.05), names, STAMP, 0.0)

@@ -15,6 +15,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ros_demo --episodes 3 --out runs/demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q tests
 
 clean:

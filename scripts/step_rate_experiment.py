@@ -14,8 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from vla_policy.eval.metrics import wilson_interval
 from vla_ros.closed_loop import run_closed_loop
+
+from vla_policy.eval.metrics import wilson_interval
 
 
 def main() -> None:
@@ -31,15 +32,36 @@ def main() -> None:
     rows = []
     for rate in (int(r) for r in args.rates.split(",")):
         sim = {"control_freq": rate, "command_interface": "twist", "horizon": int(args.horizon_s * rate)}
-        summary = run_closed_loop(args.checkpoint, args.episodes, Path(args.out) / f"{rate}hz", task=args.task,
-                                  seed=args.seed, sim=sim, policy={"output": "twist"}, episode_timeout=60)
+        summary = run_closed_loop(
+            args.checkpoint,
+            args.episodes,
+            Path(args.out) / f"{rate}hz",
+            task=args.task,
+            seed=args.seed,
+            sim=sim,
+            policy={"output": "twist"},
+            episode_timeout=60,
+        )
         k, n = summary["successes"], summary["episodes"]
-        rows.append({"robot_step_hz": rate, "successes": k, "episodes": n, "rate": k / n,
-                     "wilson_95": [round(x, 3) for x in wilson_interval(k, n)],
-                     "diagnostics_at_end": summary["results"][-1]["diagnostics"].get("rate_hz/camera/agentview")})
+        rows.append(
+            {
+                "robot_step_hz": rate,
+                "successes": k,
+                "episodes": n,
+                "rate": k / n,
+                "wilson_95": [round(x, 3) for x in wilson_interval(k, n)],
+                "diagnostics_at_end": summary["results"][-1]["diagnostics"].get("rate_hz/camera/agentview"),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-    result = {"checkpoint": args.checkpoint, "task": args.task, "seeds": [args.seed, args.seed + args.episodes - 1],
-              "interface": "twist", "horizon_s": args.horizon_s, "rows": rows}
+    result = {
+        "checkpoint": args.checkpoint,
+        "task": args.task,
+        "seeds": [args.seed, args.seed + args.episodes - 1],
+        "interface": "twist",
+        "horizon_s": args.horizon_s,
+        "rows": rows,
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "step_rates.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

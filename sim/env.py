@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-
 import mujoco
 import numpy as np
 import transforms3d
@@ -52,7 +51,6 @@ class EnvConfig:
         fields = json.loads(text)
         fields["cameras"] = tuple(fields["cameras"])
         return cls(**fields)
-
 
 
 class SimEnv:
@@ -98,7 +96,9 @@ class SimEnv:
         goal_rng = np.random.default_rng([seed, 1])
         self.scene.reset()
         self._sync_controllers()
-        self.goal = self.task.parse(instruction) if instruction else self.task.sample_goal(goal_rng, self.config.instructions)
+        self.goal = (
+            self.task.parse(instruction) if instruction else self.task.sample_goal(goal_rng, self.config.instructions)
+        )
         self.steps = 0
         self.clipped_actions = 0
         self.start_positions = {name: self.object_position(name) for name in self.scene.object_names}

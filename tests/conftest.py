@@ -34,7 +34,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tiny_checkpoint")
     demos = work / "lift.hdf5"
     collect("lift", 2, demos, config=EnvConfig(task="lift", image_size=32))
-    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={work / 'run'}", "train.steps=2",
-                                  "train.val_fraction=0"])
+    config = load_config(
+        "tiny", [f"train.dataset={demos}", f"train.out={work / 'run'}", "train.steps=2", "train.val_fraction=0"]
+    )
     Trainer(config).train()
     return work / "run" / "checkpoints" / "last"

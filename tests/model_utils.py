@@ -37,7 +37,10 @@ def random_obs(size: int = 40) -> dict:
     return {
         "agentview_image": rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8),
         "wrist_image": rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
-        "joint_pos": np.zeros(7), "gripper_qpos": np.zeros(2), "eef_pos": np.zeros(3), "eef_quat": np.array([1.0, 0, 0, 0]),
+        "joint_pos": np.zeros(7),
+        "gripper_qpos": np.zeros(2),
+        "eef_pos": np.zeros(3),
+        "eef_quat": np.array([1.0, 0, 0, 0]),
         "instruction": "pick up the red cube",
     }
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
-
 from vla_ros import conversions as conv
 from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
 from vla_ros.policy_params import PARAMETERS as POLICY_PARAMETERS
@@ -50,8 +49,7 @@ class Robot(Node):
     def __init__(self, image_size: int = 32):
         super().__init__("test_robot")
         self.size = image_size
-        self.images = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR)
-                       for c in ("agentview", "wrist")}
+        self.images = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR) for c in ("agentview", "wrist")}
         self.joints = self.create_publisher(JointState, "joint_states", SENSOR)
         self.pose = self.create_publisher(PoseStamped, "eef_pose", SENSOR)
         self.instruction = RepeatingPublisher(self.create_publisher(String, "vla/instruction", RELIABLE))
@@ -62,7 +60,9 @@ class Robot(Node):
         self.diagnostics: list[dict] = []
         self.create_subscription(Float64MultiArray, "vla/action", self._on_action, RELIABLE)
         self.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, RELIABLE)
-        self.create_subscription(JointTrajectory, "vla/action_chunk", lambda m: self.chunks.append(time.monotonic()), RELIABLE)
+        self.create_subscription(
+            JointTrajectory, "vla/action_chunk", lambda m: self.chunks.append(time.monotonic()), RELIABLE
+        )
         self.enable = self.create_client(SetBool, "vla/enable")
         self.change_state = self.create_client(ChangeState, "policy_node/change_state")
         self.get_state = self.create_client(GetState, "policy_node/get_state")
@@ -72,9 +72,15 @@ class Robot(Node):
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            self.diagnostics.append({"message": status.message, "level": int.from_bytes(status.level, "little")
-                                     if isinstance(status.level, bytes) else int(status.level),
-                                     **{kv.key: kv.value for kv in status.values}})
+            self.diagnostics.append(
+                {
+                    "message": status.message,
+                    "level": int.from_bytes(status.level, "little")
+                    if isinstance(status.level, bytes)
+                    else int(status.level),
+                    **{kv.key: kv.value for kv in status.values},
+                }
+            )
 
     def publish_inputs(self, cameras=("agentview", "wrist")) -> None:
         stamp = conv.seconds_to_stamp(self.get_clock().now().nanoseconds * 1e-9 + self.stamp_offset)
@@ -82,8 +88,11 @@ class Robot(Node):
         shape = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)  # (H, W)
         for camera in cameras:
             self.images[camera].publish(conv.numpy_to_image(rng.integers(0, 255, shape + (3,), np.uint8), stamp))
-        self.joints.publish(conv.numpy_to_joint_state(GRIPPER + ARM[::-1], np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]],
-                                                      None, stamp))  # any order: matched by name
+        self.joints.publish(
+            conv.numpy_to_joint_state(
+                GRIPPER + ARM[::-1], np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]], None, stamp
+            )
+        )  # any order: matched by name
         self.pose.publish(conv.numpy_to_pose([0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], stamp, "world"))
 
     def spin_for(self, seconds: float, publish_hz: float = 0.0, **publish) -> None:

@@ -15,13 +15,20 @@ from vla_policy.eval.ablation import Matrix, compare_to_reference, main_effects,
 
 def _matrix(tmp_path, demos) -> str:
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump({
-        "dataset": str(demos), "task": "pick", "out": str(tmp_path / "ablation"), "base": "tiny",
-        "train": {"steps": 2, "val_fraction": 0, "eval_every": 2},
-        "eval": {"episodes": 1, "seed": 7_000_000, "workers": 1, "horizon": 30},
-        "axes": {"model.head": ["flow", "discrete"]},
-        "baselines": {"blind": {"model.architecture": "conv_bc"}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": str(demos),
+                "task": "pick",
+                "out": str(tmp_path / "ablation"),
+                "base": "tiny",
+                "train": {"steps": 2, "val_fraction": 0, "eval_every": 2},
+                "eval": {"episodes": 1, "seed": 7_000_000, "workers": 1, "horizon": 30},
+                "axes": {"model.head": ["flow", "discrete"]},
+                "baselines": {"blind": {"model.architecture": "conv_bc"}},
+            }
+        )
+    )
     return str(path)
 
 
@@ -37,61 +44,100 @@ def test_matrix_expands_axes_and_baselines(tmp_path):
 
 def test_bad_key_fails_before_training(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "d.hdf5", "task": "pick", "base": "tiny", "axes": {"model.haed": ["flow"]}}))
+    path.write_text(
+        yaml.safe_dump({"dataset": "d.hdf5", "task": "pick", "base": "tiny", "axes": {"model.haed": ["flow"]}})
+    )
     with pytest.raises(ValueError, match="unknown key 'haed'.*did you mean 'head'"):
         Matrix.load(path)
 
 
 def _row(name: str, outcomes: str) -> dict:
     wins = outcomes.count("1")
-    return {"variant": name, "success": {"successes": wins, "episodes": len(outcomes), "rate": wins / len(outcomes),
-                                         "wilson95": [0.0, 1.0]},
-            "named_object": {"rate": 1.0}, "inference_ms_per_step": 1.0, "parameters": 10, "train_seconds": 1.0,
-            "train_device": "cpu", "episode_success": {str(i): c == "1" for i, c in enumerate(outcomes)}}
+    return {
+        "variant": name,
+        "success": {"successes": wins, "episodes": len(outcomes), "rate": wins / len(outcomes), "wilson95": [0.0, 1.0]},
+        "named_object": {"rate": 1.0},
+        "inference_ms_per_step": 1.0,
+        "parameters": 10,
+        "train_seconds": 1.0,
+        "train_device": "cpu",
+        "episode_success": {str(i): c == "1" for i, c in enumerate(outcomes)},
+    }
 
 
 def test_rows_are_compared_with_the_reference_seed_by_seed():
-    rows = compare_to_reference([_row("default", "111100"), _row("other", "011111"), _row("old", "000000")],
-                                "default")
+    rows = compare_to_reference([_row("default", "111100"), _row("other", "011111"), _row("old", "000000")], "default")
     rows[2].pop("vs_reference")
     del rows[2]["episode_success"]  # a row recorded without per-episode outcomes cannot be paired
     rows = compare_to_reference(rows, "default")
     assert rows[0]["vs_reference"] is None and rows[2]["vs_reference"] is None
-    assert {k: rows[1]["vs_reference"][k] for k in ("won", "lost", "difference")} == {"won": 2, "lost": 1, "difference": 1}
+    assert {k: rows[1]["vs_reference"][k] for k in ("won", "lost", "difference")} == {
+        "won": 2,
+        "lost": 1,
+        "difference": 1,
+    }
     table = markdown({"reference": "default", "rows": rows, "missing": []})
     assert "| default | 4/6 (67%) |" in table and "| reference |" in table
-    assert "| +1 (2 won, 1 lost; p=1) |" in table 
+    assert "| +1 (2 won, 1 lost; p=1) |" in table
     assert "| old | 0/6 (0%) | [0.00, 1.00] | - | 100% | - |" in table
 
 
 def test_main_effects_pool_the_pairs_that_differ_on_one_axis():
     axes = {"model.head": ["flow", "discrete"], "model.fusion": ["gated", "cross"]}
-    outcomes = {("flow", "gated"): "1100", ("flow", "cross"): "1111", ("discrete", "gated"): "0100",
-                ("discrete", "cross"): "1110"}
+    outcomes = {
+        ("flow", "gated"): "1100",
+        ("flow", "cross"): "1111",
+        ("discrete", "gated"): "0100",
+        ("discrete", "cross"): "1110",
+    }
     rows = [_row(f"{h}-{f}", o) | {"model.head": h, "model.fusion": f} for (h, f), o in outcomes.items()]
     rows.append(_row("blind", "0000"))  # a baseline is on no axis: it pairs with nothing
     head, fusion = main_effects(rows, axes)
     # discrete vs flow: with gated 1 lost (seed 0); with cross 1 lost (seed 3); 8 paired episodes
-    assert head | {"p_mcnemar": None} == {"axis": "model.head", "reference": "flow", "value": "discrete", "pairs": 2,
-                                          "reference_successes": 6, "value_successes": 4, "episodes": 8, "won": 0,
-                                          "lost": 2, "difference": -2, "p_mcnemar": None}
+    assert head | {"p_mcnemar": None} == {
+        "axis": "model.head",
+        "reference": "flow",
+        "value": "discrete",
+        "pairs": 2,
+        "reference_successes": 6,
+        "value_successes": 4,
+        "episodes": 8,
+        "won": 0,
+        "lost": 2,
+        "difference": -2,
+        "p_mcnemar": None,
+    }
     assert head["p_mcnemar"] == 0.5  # two discordant, both one way: 2 * (1/2)^2
     # cross vs gated: with flow won seeds 2, 3; with discrete won seeds 0, 2
     assert (fusion["value"], fusion["won"], fusion["lost"], fusion["episodes"]) == ("cross", 4, 0, 8)
     rows = [r for r in rows if r["variant"] != "discrete-cross"]  # an unmeasured partner drops that pair
     assert [e["pairs"] for e in main_effects(rows, axes)] == [1, 1]
     assert "| model.fusion | cross vs gated | 2 | 8 | 7 vs 3 | +4 (4, 0) | 0.12 |" in markdown(
-        {"reference": "flow-gated", "rows": [], "missing": [], "main_effects": [fusion]})
+        {"reference": "flow-gated", "rows": [], "missing": [], "main_effects": [fusion]}
+    )
 
 
 def test_a_baseline_on_the_reference_design_stays_out_of_the_main_effects(tmp_path):
     path = tmp_path / "matrix.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "d.hdf5", "task": "pick", "base": "tiny", "results": str(tmp_path),
-                                    "axes": {"model.head": ["flow", "discrete"]},
-                                    "baselines": {"again": {"model.head": "flow", "train.seed": 1}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "d.hdf5",
+                "task": "pick",
+                "base": "tiny",
+                "results": str(tmp_path),
+                "axes": {"model.head": ["flow", "discrete"]},
+                "baselines": {"again": {"model.head": "flow", "train.seed": 1}},
+            }
+        )
+    )
     matrix = Matrix.load(path)
     (tmp_path / "rows").mkdir()
-    for name, head, outcomes in [("head-flow", "flow", "1100"), ("head-discrete", "discrete", "1110"), ("again", "flow", "0000")]:
+    for name, head, outcomes in [
+        ("head-flow", "flow", "1100"),
+        ("head-discrete", "discrete", "1110"),
+        ("again", "flow", "0000"),
+    ]:
         (tmp_path / "rows" / f"{name}.json").write_text(json.dumps(_row(name, outcomes) | {"model.head": head}))
     result = table(matrix)
     assert [r["variant"] for r in result["rows"]] == ["head-flow", "head-discrete", "again"]
@@ -103,7 +149,9 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
     demos = tmp_path / "pick.hdf5"
     collect("pick", 2, demos, config=EnvConfig(task="pick", image_size=32))
     matrix = _matrix(tmp_path, demos)
-    subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--jobs", "2"], check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [*vla_cmd, "ablate", "--config", matrix, "--jobs", "2"], check=True, capture_output=True, timeout=900
+    )
     result = json.loads((tmp_path / "ablation" / "ablation.json").read_text())
     assert [r["variant"] for r in result["rows"]] == ["head-flow", "head-discrete", "blind"]
     for row in result["rows"]:
@@ -128,8 +176,9 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
     assert [r["variant"] for r in partial["rows"]] == ["head-flow"] and partial["missing"] == ["head-discrete", "blind"]
     assert "Not measured yet: head-discrete, blind." in (tmp_path / "ablation" / "ablation.md").read_text()
     # ... and measures only the variants it is asked for (here from the run's kept checkpoint and report).
-    subset = subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--variants", "blind"], check=True,
-                            capture_output=True, text=True)
+    subset = subprocess.run(
+        [*vla_cmd, "ablate", "--config", matrix, "--variants", "blind"], check=True, capture_output=True, text=True
+    )
     assert "blind: evaluated" in subset.stdout and "head-discrete" not in subset.stdout.split("| variant |")[0]
     assert json.loads((tmp_path / "ablation" / "ablation.json").read_text())["missing"] == ["head-discrete"]
     assert "WARNING" not in (tmp_path / "ablation" / "ablation.md").read_text()

@@ -29,8 +29,18 @@ def test_unknown_task_lists_valid_tasks(vla_cmd, tmp_path):
 
 
 def test_unknown_camera_lists_valid_cameras(vla_cmd, tmp_path):
-    out = _run(vla_cmd, "collect", "--task", "lift", "--episodes", "1", "--cameras", "agentveiw",
-               "--out", str(tmp_path / "x.hdf5"))
+    out = _run(
+        vla_cmd,
+        "collect",
+        "--task",
+        "lift",
+        "--episodes",
+        "1",
+        "--cameras",
+        "agentveiw",
+        "--out",
+        str(tmp_path / "x.hdf5"),
+    )
     assert out.returncode == 2
     assert "unknown camera 'agentveiw'" in out.stderr and "'wrist'" in out.stderr
 

@@ -126,7 +126,8 @@ def test_sigkill_during_collect_leaves_finished_episodes_readable(tmp_path, vla_
     out = tmp_path / "killed.hdf5"
     proc = subprocess.Popen(
         [*vla_cmd, "collect", "--task", "lift", "--episodes", "50", "--image-size", "32", "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
@@ -166,7 +167,9 @@ def test_dagger_records_the_experts_labels_along_the_policys_rollout(tiny_checkp
         obs = env.reset(seed=500)
         expert = ExpertPolicy(env)
         expert.reset()
-        assert np.allclose(first.actions[0], np.clip(expert.select_action(obs), -1, 1))  # the label, not the policy's act
+        assert np.allclose(
+            first.actions[0], np.clip(expert.select_action(obs), -1, 1)
+        )  # the label, not the policy's act
         horizon = env.horizon
     assert not first.success and len(first.actions) == horizon  # the policy acted (the expert succeeds early)
 

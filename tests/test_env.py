@@ -115,8 +115,12 @@ def test_gymnasium_registration():
     env = gymnasium.make("vla_stack/Push-v0", cameras=("agentview",), image_size=32)
     try:
         obs, info = env.reset(seed=5, options={"instruction": "push the blue cube to the right"})
-        assert info["goal"] == {"skill": "push", "instruction": "push the blue cube to the right",
-                                "target": "blue", "direction": "right"}
+        assert info["goal"] == {
+            "skill": "push",
+            "instruction": "push the blue cube to the right",
+            "target": "blue",
+            "direction": "right",
+        }
         assert env.observation_space.contains(obs)
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert env.observation_space.contains(obs) and reward == 0.0 and not terminated
@@ -131,7 +135,9 @@ def test_the_panda_action_space_matches_the_live_controller(env):
     arm = env.robot.part_controllers["right"]
     space = panda_osc(1.0 / env.config.control_freq)
     assert np.allclose(arm.output_max, space.scale[:6]) and np.allclose(arm.output_min, -np.asarray(space.scale[:6]))
-    assert arm.input_ref_frame == "base" and space.frame == "robot0_base" == env.robot.robot_model.naming_prefix + "base"
+    assert (
+        arm.input_ref_frame == "base" and space.frame == "robot0_base" == env.robot.robot_model.naming_prefix + "base"
+    )
     low, high = env.model.jnt_range[env.model.joint(env.gripper.joints[0]).id]
     assert np.isclose(high, space.gripper_open) and np.isclose(low, space.gripper_closed)
 

@@ -32,12 +32,20 @@ def test_paired_comparison_counts_discordant_seeds_and_gives_exact_mcnemar():
     assert (c["won"], c["lost"], c["difference"]) == (5, 3, 2) and c["p_mcnemar"] == pytest.approx(93 / 128)
     # Only seeds both were run on count; identical outcomes give p = 1.
     assert paired_comparison(_outcomes("10"), {"1": False, "9": True}) == {
-        "episodes": 1, "won": 0, "lost": 0, "difference": 0, "p_mcnemar": 1.0}
+        "episodes": 1,
+        "won": 0,
+        "lost": 0,
+        "difference": 0,
+        "p_mcnemar": 1.0,
+    }
 
 
 def test_skill_average_counts_each_skill_once():
-    per_skill = {"pick": {"rate": 1.0, "episodes": 56}, "push": {"rate": 0.9, "episodes": 100},
-                 "stack": {"rate": 0.5, "episodes": 144}}
+    per_skill = {
+        "pick": {"rate": 1.0, "episodes": 56},
+        "push": {"rate": 0.9, "episodes": 100},
+        "stack": {"rate": 0.5, "episodes": 144},
+    }
     assert skill_average(per_skill) == {"rate": pytest.approx(0.8), "skills": 3, "min_episodes": 56}
     assert skill_average({}) == {"rate": 0.0, "skills": 0, "min_episodes": 0}
 
@@ -48,8 +56,10 @@ def test_expert_through_the_runner():
     assert report["named_object"]["rate"] == 1.0
     assert [r["seed"] for r in report["episodes"]] == [1_000_000, 1_000_001]
     assert all(r["inference_ms_p50"] is not None for r in report["episodes"])
-    assert all(0 <= r["inference_ms_p50"] <= r["inference_ms_max"] and r["inference_ms_mean"] <= r["inference_ms_max"]
-               for r in report["episodes"])
+    assert all(
+        0 <= r["inference_ms_p50"] <= r["inference_ms_max"] and r["inference_ms_mean"] <= r["inference_ms_max"]
+        for r in report["episodes"]
+    )
 
 
 def test_failing_policy_is_reported_not_lost():
@@ -86,8 +96,9 @@ def test_trained_checkpoint_through_the_runner(tmp_path):
 
     demos = tmp_path / "lift.hdf5"
     collect("lift", 2, demos, config=EnvConfig(task="lift", image_size=32))
-    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", "train.steps=2",
-                                  "train.val_fraction=0"])
+    config = load_config(
+        "tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", "train.steps=2", "train.val_fraction=0"]
+    )
     Trainer(config).train()
     ckpt = str(tmp_path / "run" / "checkpoints" / "last")
     env_config = checkpoint_env_config(ckpt, "lift", "train")
@@ -113,11 +124,30 @@ def test_eval_cli_writes_report_videos_and_plots(tmp_path, vla_cmd):
     import subprocess
 
     out = tmp_path / "eval"
-    subprocess.run([*vla_cmd, "eval", "--task", "pick", "--episodes", "2", "--workers", "2", "--out", str(out),
-                    "--cameras", "agentview,wrist"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *vla_cmd,
+            "eval",
+            "--task",
+            "pick",
+            "--episodes",
+            "2",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--cameras",
+            "agentview,wrist",
+        ],
+        check=True,
+        capture_output=True,
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["successes"] == 2 and report["workers"] == 2
-    assert sorted(p.name for p in (out / "videos").iterdir()) == ["success_seed_1000000.mp4", "success_seed_1000001.mp4"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [
+        "success_seed_1000000.mp4",
+        "success_seed_1000001.mp4",
+    ]
     assert (out / "success.png").stat().st_size > 0 and (out / "actions.png").stat().st_size > 0
     assert not (out / ".media").exists()
 
@@ -135,17 +165,26 @@ def test_reruns_are_exact(tmp_path):
 
     demos = tmp_path / "pick.hdf5"
     collect("pick", 2, demos, config=EnvConfig(task="pick", image_size=32))
-    Trainer(load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", "train.steps=2",
-                                 "train.val_fraction=0"])).train()
+    Trainer(
+        load_config(
+            "tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", "train.steps=2", "train.val_fraction=0"]
+        )
+    ).train()
     ckpt = str(tmp_path / "run" / "checkpoints" / "last")
     config = dataclasses.replace(checkpoint_env_config(ckpt, "pick", "train"), horizon=60)
     runs = []
     for i in range(2):
         media = tmp_path / f"media{i}"
         media.mkdir()
-        report = evaluate(config, {"kind": "checkpoint", "path": ckpt}, episodes=2, seed=5_000_000, workers=2, media_dir=media)
-        runs.append(([(r["success"], r["steps"], r["instruction"]) for r in report["episodes"]],
-                     [np.load(media / f"seed_{s}.npy") for s in (5_000_000, 5_000_001)]))
+        report = evaluate(
+            config, {"kind": "checkpoint", "path": ckpt}, episodes=2, seed=5_000_000, workers=2, media_dir=media
+        )
+        runs.append(
+            (
+                [(r["success"], r["steps"], r["instruction"]) for r in report["episodes"]],
+                [np.load(media / f"seed_{s}.npy") for s in (5_000_000, 5_000_001)],
+            )
+        )
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         assert np.array_equal(a, b)

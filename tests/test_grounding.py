@@ -93,7 +93,11 @@ def test_grounding_cli_on_the_shipped_checkpoint(vla_cmd):
     import json
     import subprocess
 
-    out = subprocess.run(vla_cmd + ["grounding", "--checkpoint", "checkpoints/default", "--scenes", "1"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        vla_cmd + ["grounding", "--checkpoint", "checkpoints/default", "--scenes", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     result = json.loads(out)["heads_for_named_object"]
     assert result["pairs"] == 8 and 0 <= result["hits"] <= 8 and result["chance"] == 0.25

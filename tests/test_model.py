@@ -103,8 +103,9 @@ def test_world_model_surprise_is_lower_for_the_predicted_future():
     config = tiny_model_config(world_model_weight=1.0)
     model = VLAModel(config, PROPRIO_DIM)
     batch = random_batch(config, batch=4)
-    optim = torch.optim.AdamW([p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("vision.")],
-                              lr=3e-3)
+    optim = torch.optim.AdamW(
+        [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("vision.")], lr=3e-3
+    )
     fit(model, batch, "world_model", optim, 80)
     model.eval()
     predicted = model.predict_next(batch, batch["actions"])
@@ -230,8 +231,14 @@ def test_target_token_gives_the_policy_the_target_heads_estimate_without_trainin
     model = VLAModel(config, PROPRIO_DIM)
     batch = random_batch(config)
     assert model.encode(batch).proprio.shape == (3, 2, config.d_model)  # proprio, then the estimate
-    model.compute_loss(batch | {"target_text_ids": batch["text_ids"], "target_text_mask": batch["text_mask"],
-                                "target_position": torch.zeros(3, 3)})["action"].backward()
+    model.compute_loss(
+        batch
+        | {
+            "target_text_ids": batch["text_ids"],
+            "target_text_mask": batch["text_mask"],
+            "target_position": torch.zeros(3, 3),
+        }
+    )["action"].backward()
     assert all(p.grad is None for p in model.target_decoder.parameters())  # the action loss does not move the head
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.target_embed.parameters())
     assert torch.isfinite(model.sample_actions(batch)).all()
@@ -264,9 +271,13 @@ def test_place_head_adds_its_estimate_to_the_target_token_starting_from_nothing(
     batch = random_batch(config)
     # zero-initialised, so a checkpoint fine-tuned with a place head starts where it was
     assert torch.allclose(model.encode(batch).proprio, without.encode(batch).proprio)
-    grounding = {"target_text_ids": batch["text_ids"], "target_text_mask": batch["text_mask"],
-                 "target_position": torch.zeros(3, 3), "place_position": torch.ones(3, 3),
-                 "place_valid": torch.tensor([True, False, True])}
+    grounding = {
+        "target_text_ids": batch["text_ids"],
+        "target_text_mask": batch["text_mask"],
+        "target_position": torch.zeros(3, 3),
+        "place_position": torch.ones(3, 3),
+        "place_valid": torch.tensor([True, False, True]),
+    }
     losses = model.compute_loss(batch | grounding)
     losses["action"].backward(retain_graph=True)
     assert all(p.grad is None for p in model.place_decoder.parameters())  # the action loss does not move the head
@@ -275,8 +286,9 @@ def test_place_head_adds_its_estimate_to_the_target_token_starting_from_nothing(
     losses["place_position"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.place_decoder.parameters())
     alone = model.compute_loss(batch | grounding | {"place_valid": torch.tensor([False, False, True])})
-    predicted = model.predict_place_position(batch["images"], batch["text_ids"], batch["text_mask"],
-                                             model.encode(batch).proprio)
+    predicted = model.predict_place_position(
+        batch["images"], batch["text_ids"], batch["text_mask"], model.encode(batch).proprio
+    )
     expected = torch.nn.functional.smooth_l1_loss(predicted[2], torch.ones(3))  # only the valid sample counts
     assert torch.allclose(alone["place_position"], expected, atol=1e-5)
 

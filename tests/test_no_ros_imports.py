@@ -40,8 +40,14 @@ def test_importing_everything_loads_no_ros(root):
         "        importlib.import_module(info.name)\n"
         "print('\\n'.join(sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-S", "-c", script], cwd=root, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])})
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])},
+    )
     loaded = [m for m in out.stdout.split() if _is_ros(m)]
     assert not loaded, loaded
 

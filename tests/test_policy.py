@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.model_utils import PROPRIO_DIM, random_obs as _obs, tiny_model_config
+from tests.model_utils import PROPRIO_DIM, tiny_model_config
+from tests.model_utils import random_obs as _obs
 from vla_policy.config import Config, load_config, merge
 from vla_policy.data.normalize import NormStats
 from vla_policy.models.vla import VLAModel
@@ -110,8 +111,9 @@ def test_orientation_proprio_is_continuous_where_the_quaternion_flips():
     # A gripper pointing down is a rotation of ~180 degrees, where the w >= 0 convention flips
     # the whole quaternion between two nearly equal orientations.
     axis = np.array([0.7, 0.714, 0.0])
-    before, after = (transforms3d.quaternions.mat2quat(transforms3d.axangles.axangle2mat(axis, np.pi + d))
-                     for d in (-1e-3, 1e-3))
+    before, after = (
+        transforms3d.quaternions.mat2quat(transforms3d.axangles.axangle2mat(axis, np.pi + d)) for d in (-1e-3, 1e-3)
+    )
     assert np.abs(before - after).max() > 1.0  # the quaternion jumps
     a, b = (proprio_from_obs({"eef_quat": q}, ("eef_rot6d",)) for q in (before, after))
     assert a.shape == (6,) and np.abs(a - b).max() < 1e-2  # the 6-d orientation does not

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
+from vla_ros.bag_writer import BagWriter
 
 from vla_policy.data.from_bag import SIM_ARM, SIM_GRIPPER, convert_bag
 from vla_policy.data.hdf5_dataset import DatasetError, open_dataset, read_episode
-from vla_ros.bag_writer import BagWriter
 
 TS = get_typestore(Stores.ROS2_KILTED)
 T = TS.types
@@ -22,13 +22,20 @@ def _cdr(type_name: str, **fields) -> bytes:
 
 def _header(t: float):
     sec = int(t)
-    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((t - sec) * 1e9))),
-                                    frame_id="")
+    return T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=int(round((t - sec) * 1e9))), frame_id=""
+    )
 
-TYPES = {"/camera/agentview/image_raw": "sensor_msgs/msg/Image", "/joint_states": "sensor_msgs/msg/JointState",
-         "/eef_pose": "geometry_msgs/msg/PoseStamped", "/vla/instruction": "std_msgs/msg/String",
-         "/vla/action": "std_msgs/msg/Float64MultiArray", "/vla/success": "std_msgs/msg/Bool",
-         "/sim/episode": "std_msgs/msg/UInt32"}
+
+TYPES = {
+    "/camera/agentview/image_raw": "sensor_msgs/msg/Image",
+    "/joint_states": "sensor_msgs/msg/JointState",
+    "/eef_pose": "geometry_msgs/msg/PoseStamped",
+    "/vla/instruction": "std_msgs/msg/String",
+    "/vla/action": "std_msgs/msg/Float64MultiArray",
+    "/vla/success": "std_msgs/msg/Bool",
+    "/sim/episode": "std_msgs/msg/UInt32",
+}
 
 
 def _write_episode(bag: BagWriter, index: int, t0: float, steps: int, succeed: bool) -> list[np.ndarray]:
@@ -41,12 +48,36 @@ def _write_episode(bag: BagWriter, index: int, t0: float, steps: int, succeed: b
     for k in range(steps + 1):
         t = t0 + 0.001 + 0.05 * k
         frame = np.full((8, 8, 3), k, np.uint8)
-        bag.write("/camera/agentview/image_raw", _cdr("sensor_msgs/msg/Image", header=_header(t), height=8, width=8,
-                  encoding="rgb8", is_bigendian=0, step=24, data=frame.ravel()), ns(t))
-        bag.write("/joint_states", _cdr("sensor_msgs/msg/JointState", header=_header(t), name=list(SIM_ARM + SIM_GRIPPER),
-                  position=np.full(9, float(k)), velocity=np.zeros(0), effort=np.zeros(0)), ns(t + 0.001))
-        pose = T["geometry_msgs/msg/Pose"](position=T["geometry_msgs/msg/Point"](x=float(k), y=0.0, z=0.0),
-                                            orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0))
+        bag.write(
+            "/camera/agentview/image_raw",
+            _cdr(
+                "sensor_msgs/msg/Image",
+                header=_header(t),
+                height=8,
+                width=8,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=24,
+                data=frame.ravel(),
+            ),
+            ns(t),
+        )
+        bag.write(
+            "/joint_states",
+            _cdr(
+                "sensor_msgs/msg/JointState",
+                header=_header(t),
+                name=list(SIM_ARM + SIM_GRIPPER),
+                position=np.full(9, float(k)),
+                velocity=np.zeros(0),
+                effort=np.zeros(0),
+            ),
+            ns(t + 0.001),
+        )
+        pose = T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=float(k), y=0.0, z=0.0),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+        )
         bag.write("/eef_pose", _cdr("geometry_msgs/msg/PoseStamped", header=_header(t), pose=pose), ns(t + 0.001))
         if k == steps:
             bag.write("/vla/success", _cdr("std_msgs/msg/Bool", data=succeed), ns(t + 0.002))
@@ -62,7 +93,9 @@ def test_synthetic_recording_converts_step_by_step(tmp_path):
     bag = BagWriter(tmp_path / "bag")
     for topic, msg_type in TYPES.items():
         bag.add_topic(topic, msg_type)
-    sent = [_write_episode(bag, i, 100.0 + 10 * i, steps, succeed) for i, steps, succeed in ((0, 5, True), (1, 7, False))]
+    sent = [
+        _write_episode(bag, i, 100.0 + 10 * i, steps, succeed) for i, steps, succeed in ((0, 5, True), (1, 7, False))
+    ]
     bag.close()
     with AnyReader([tmp_path / "bag"], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         assert sum(1 for _ in reader.messages()) == sum(c.msgcount for c in reader.connections) > 0
@@ -104,8 +137,10 @@ def test_each_episode_gets_the_instruction_received_with_its_marker():
 
     # A 2 s episode starting at t=10: its instruction arrived a moment before the split (carried over
     # from the file before), and the next episode's arrived before the next split (in this file).
-    assert _instruction([(9.999, "pick up the red cube")], [(12.0, "put the green cube on the blue cube")], [10.0]) \
+    assert (
+        _instruction([(9.999, "pick up the red cube")], [(12.0, "put the green cube on the blue cube")], [10.0])
         == "pick up the red cube"
+    )
     # ... or a moment after the split, in the episode's own file.
     assert _instruction([(5.0, "old")], [(10.002, "new"), (12.0, "next")], [10.0]) == "new"
     # Without episode markers (an operator's recording): the first the file holds, else the carried one.

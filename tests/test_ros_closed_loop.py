@@ -10,9 +10,10 @@ nodes real time makes each run a little different (3/3 with this checkpoint and 
 import json
 import subprocess
 
-from vla_policy.data.from_bag import convert_bag
-from vla_policy.data.hdf5_dataset import read_episode, open_dataset, validate_dataset
 from vla_ros.closed_loop import SHIPPED_CHECKPOINT, find_executable
+
+from vla_policy.data.from_bag import convert_bag
+from vla_policy.data.hdf5_dataset import open_dataset, read_episode, validate_dataset
 
 HORIZON = 300  # the tabletop task's
 EPISODES = 3  # as `make demo` runs it
@@ -20,8 +21,15 @@ EPISODES = 3  # as `make demo` runs it
 
 def test_make_demo_succeeds_through_the_nodes_and_the_session_becomes_data(tmp_path):
     bag = tmp_path / "bag"
-    command = [find_executable("ros_demo"), "--episodes", str(EPISODES), "--out", str(tmp_path / "run"),
-               "--record", str(bag)]
+    command = [
+        find_executable("ros_demo"),
+        "--episodes",
+        str(EPISODES),
+        "--out",
+        str(tmp_path / "run"),
+        "--record",
+        str(bag),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=400, check=True)
     assert f"episode {EPISODES - 1}" in out.stdout and "through ROS 2" in out.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())

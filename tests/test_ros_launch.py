@@ -28,8 +28,11 @@ def _nodes(path: Path) -> list[dict]:
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
             kwargs = {k.arg: k.value for k in call.keywords}
             literal = {k: v.value for k, v in kwargs.items() if isinstance(v, ast.Constant)}
-            literal["yaml"] = [c.value for c in ast.walk(kwargs.get("parameters", ast.List(elts=[])))
-                               if isinstance(c, ast.Constant) and str(c.value).endswith(".yaml")]
+            literal["yaml"] = [
+                c.value
+                for c in ast.walk(kwargs.get("parameters", ast.List(elts=[])))
+                if isinstance(c, ast.Constant) and str(c.value).endswith(".yaml")
+            ]
             nodes.append(literal)
     return nodes
 
@@ -57,14 +60,15 @@ def test_launch_files_name_only_existing_executables_and_files(path):
 @pytest.mark.parametrize("config", sorted((PACKAGE / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_parameter_files_set_only_declared_parameters(config):
     data = yaml.safe_load(config.read_text())
-    (node_name, section), = data.items()
+    ((node_name, section),) = data.items()
     executable = {"robot.yaml": "policy_node", "policy.yaml": "policy_node"}.get(config.name, node_name)
     declared = importlib.import_module(f"vla_ros.{executable}").PARAMETERS
     params = section["ros__parameters"]
     assert set(params) <= set(declared), f"{config.name}: unknown parameters {set(params) - set(declared)}"
     for name, value in params.items():
-        assert type(value) is type(declared[name]) or (isinstance(value, list) and isinstance(declared[name], list)), \
+        assert type(value) is type(declared[name]) or (isinstance(value, list) and isinstance(declared[name], list)), (
             f"{config.name}: {name} is {type(value).__name__}, the node declares {type(declared[name]).__name__}"
+        )
 
 
 def test_the_closed_loop_runner_starts_what_sim_demo_launch_starts():

@@ -5,12 +5,10 @@ import time
 import numpy as np
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from ros_harness import ARM, GRIPPER, is_hold, policy_node
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
-
-from ros_harness import ARM, GRIPPER, is_hold, policy_node
 from vla_ros import conversions as conv
-
 
 
 def _state(robot) -> str:
@@ -24,8 +22,12 @@ def _transition(robot, transition_id: int) -> bool:
 def _running(robot) -> None:
     """Instruction + inputs at 20 Hz until non-hold actions flow."""
     robot.instruction.publish(String(data="lift the cube"))
-    robot.spin_until(lambda: any(not is_hold(a) for a in robot.actions_since(time.monotonic() - 0.3)), 60,
-                     "actions from the model", publish_hz=20)
+    robot.spin_until(
+        lambda: any(not is_hold(a) for a in robot.actions_since(time.monotonic() - 0.3)),
+        60,
+        "actions from the model",
+        publish_hz=20,
+    )
 
 
 def test_lifecycle_transitions_gate_the_control_loop(tiny_checkpoint, tmp_path):
@@ -69,8 +71,9 @@ def test_runs_at_the_control_rate_and_reports(tiny_checkpoint, tmp_path):
         # boundaries in 2 s; one chunk delayed by a loaded machine may cost a tick or two (seen once
         # in a full suite run), which is the benchmark's business, not this test's.
         assert sum(is_hold(a) for a in actions) <= 2
-        robot.spin_until(lambda: robot.last_diagnostics().get("message") == "running", 5, "a 'running' diagnostic",
-                         publish_hz=20)
+        robot.spin_until(
+            lambda: robot.last_diagnostics().get("message") == "running", 5, "a 'running' diagnostic", publish_hz=20
+        )
         diag = robot.last_diagnostics()
         assert diag["state"] == "active" and diag["instruction"] == "lift the cube"
         assert float(diag["inference_p50_ms"]) > 0 and float(diag["rate_hz/camera/agentview"]) > 5
@@ -86,8 +89,13 @@ def test_stale_camera_holds_within_a_tick(tiny_checkpoint, tmp_path):
         # stale from last_frame + 200 ms; one 20 ms tick later every action must hold (plus transport slack)
         late = [a for t, a in robot.actions if t > last_frame + 0.2 + 0.02 + 0.08]
         assert late and all(is_hold(a) for a in late)
-        robot.spin_until(lambda: "stale inputs: camera/agentview" in robot.last_diagnostics()["message"], 3,
-                         "the 1 Hz diagnostics to say why", publish_hz=20, cameras=("wrist",))
+        robot.spin_until(
+            lambda: "stale inputs: camera/agentview" in robot.last_diagnostics()["message"],
+            3,
+            "the 1 Hz diagnostics to say why",
+            publish_hz=20,
+            cameras=("wrist",),
+        )
         robot.spin_until(lambda: not is_hold(robot.actions[-1][1]), 10, "recovery", publish_hz=20)
 
 
@@ -142,8 +150,12 @@ def test_a_thousand_malformed_messages_are_rejected_and_the_node_holds(tiny_chec
             return {k: int(v) for k, v in robot.last_diagnostics().items() if k.startswith("rejected/")}
 
         robot.spin_until(lambda: sum(rejected().values()) >= 1000, 10, "1000 rejections in the diagnostics")
-        assert set(rejected()) == {"rejected/camera/agentview", "rejected/camera/wrist", "rejected/joint_states",
-                                   "rejected/eef_pose"}
+        assert set(rejected()) == {
+            "rejected/camera/agentview",
+            "rejected/camera/wrist",
+            "rejected/joint_states",
+            "rejected/eef_pose",
+        }
         assert proc.poll() is None
         assert robot.actions and all(is_hold(a) for a in robot.actions_since(time.monotonic() - 1.0))
         assert "stale inputs" in robot.last_diagnostics()["message"]
@@ -159,8 +171,12 @@ def test_estop_holds_until_re_enabled(tiny_checkpoint, tmp_path):
         robot.spin_for(1.0, publish_hz=20)
         after = robot.actions_since(stopped + 0.1)
         assert after and all(is_hold(a) for a in after)
-        robot.spin_until(lambda: "disabled by vla/enable" in robot.last_diagnostics()["message"], 3,
-                         "the 1 Hz diagnostics to say why", publish_hz=20)
+        robot.spin_until(
+            lambda: "disabled by vla/enable" in robot.last_diagnostics()["message"],
+            3,
+            "the 1 Hz diagnostics to say why",
+            publish_hz=20,
+        )
         assert robot.call(robot.enable, SetBool.Request(data=True)).success
         _running(robot)
 
@@ -169,8 +185,12 @@ def test_a_failing_model_holds_and_says_why(tiny_checkpoint, tmp_path):
     # six arm joints configured where the checkpoint was trained on seven: every inference raises
     with policy_node(tiny_checkpoint, tmp_path, arm_joint_names=ARM[:6]) as (robot, proc):
         robot.instruction.publish(String(data="lift the cube"))
-        robot.spin_until(lambda: "model failed" in robot.last_diagnostics().get("message", ""), 60,
-                         "a 'model failed' diagnostic", publish_hz=20)
+        robot.spin_until(
+            lambda: "model failed" in robot.last_diagnostics().get("message", ""),
+            60,
+            "a 'model failed' diagnostic",
+            publish_hz=20,
+        )
         assert "proprio" in robot.last_diagnostics()["message"]
         robot.spin_for(0.5, publish_hz=20)
         assert proc.poll() is None and all(is_hold(a) for a in robot.actions_since(time.monotonic() - 0.4))

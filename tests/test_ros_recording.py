@@ -11,11 +11,11 @@ from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 from std_msgs.msg import Float64MultiArray, UInt32
 from std_srvs.srv import Trigger
-
+from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
 from vla_ros.qos import LATCHED, RELIABLE
+
 from vla_policy.data.from_bag import convert_bag
 from vla_policy.data.hdf5_dataset import dataset_info, open_dataset, read_episode, validate_dataset
-from vla_ros.closed_loop import CONFIG_DIR, node_command, ros_processes
 
 HORIZON = 20
 
@@ -47,17 +47,34 @@ class Teleop(Node):
 def test_teleop_session_records_to_mcap_survives_a_kill_and_converts_to_hdf5(tmp_path):
     bag, domain = tmp_path / "session", random.randrange(1, 200)
     commands = {
-        "sim_node": node_command("sim_node", CONFIG_DIR / "sim.yaml", {
-            "task": "lift", "horizon": HORIZON, "auto_reset": True, "start_paused": True, "image_size": 32,
-            "command_interface": "action"}),  # the teleop sends normalised actions
+        "sim_node": node_command(
+            "sim_node",
+            CONFIG_DIR / "sim.yaml",
+            {
+                "task": "lift",
+                "horizon": HORIZON,
+                "auto_reset": True,
+                "start_paused": True,
+                "image_size": 32,
+                "command_interface": "action",
+            },
+        ),  # the teleop sends normalised actions
         "recorder_node": node_command("recorder_node", CONFIG_DIR / "recorder.yaml", {"output": str(bag)}),
     }
     with ros_processes(commands, domain, tmp_path / "logs") as procs:
         rclpy.init(domain_id=domain)
         teleop = Teleop()
         try:
-            recorded = ["/camera/agentview/image_raw", "/camera/wrist/image_raw", "/joint_states", "/eef_pose", "/sim/episode"]
-            teleop.drive_until(lambda: all(teleop.count_subscribers(t) for t in recorded) and teleop.reset.service_is_ready(), 120)
+            recorded = [
+                "/camera/agentview/image_raw",
+                "/camera/wrist/image_raw",
+                "/joint_states",
+                "/eef_pose",
+                "/sim/episode",
+            ]
+            teleop.drive_until(
+                lambda: all(teleop.count_subscribers(t) for t in recorded) and teleop.reset.service_is_ready(), 120
+            )
             teleop.drive_until(lambda: teleop.count_subscribers("/vla/action") >= 2, 30)  # sim + recorder
             future = teleop.reset.call_async(Trigger.Request())
             teleop.drive_until(future.done, 30)
@@ -74,8 +91,9 @@ def test_teleop_session_records_to_mcap_survives_a_kill_and_converts_to_hdf5(tmp
         types = {c.topic: c.msgtype for c in reader.connections}
         assert types["/camera/agentview/image_raw"] == "sensor_msgs/msg/Image"
         assert types["/vla/action"] == "std_msgs/msg/Float64MultiArray"
-        episodes = [reader.deserialize(raw, c.msgtype).data for c, _, raw in reader.messages()
-                    if c.topic == "/sim/episode"]
+        episodes = [
+            reader.deserialize(raw, c.msgtype).data for c, _, raw in reader.messages() if c.topic == "/sim/episode"
+        ]
         assert episodes == [0, 1, 2]
         assert sum(1 for _ in reader.messages()) == sum(c.msgcount for c in reader.connections)
 
@@ -83,7 +101,9 @@ def test_teleop_session_records_to_mcap_survives_a_kill_and_converts_to_hdf5(tmp
     summary = convert_bag(bag, out, task="lift")
     assert summary["demos"] == 3 and validate_dataset(out) == []
     info = dataset_info(out)
-    assert info["obs"]["agentview_image"]["shape"] == [32, 32, 3] and info["env_args"]["env_kwargs"]["control_freq"] == 20
+    assert (
+        info["obs"]["agentview_image"]["shape"] == [32, 32, 3] and info["env_args"]["env_kwargs"]["control_freq"] == 20
+    )
     sent = {tuple(a) for a in teleop.sent}
     with open_dataset(out) as f:
         for name in ("demo_0", "demo_1", "demo_2"):

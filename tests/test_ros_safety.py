@@ -7,10 +7,9 @@ import time
 import numpy as np
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from ros_harness import ARM, GRIPPER, is_hold, policy_node
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import String
-
-from ros_harness import ARM, GRIPPER, is_hold, policy_node
 from vla_ros import conversions as conv
 
 INSTRUCTION = "lift the cube"
@@ -50,7 +49,9 @@ def test_a_clock_ahead_or_behind_holds_and_recovers_once_stamps_are_sane(tiny_ch
         assert all(is_hold(a) for t, a in robot.actions if t > stopped + 0.25)
         # Deactivate stops both threads at once, even after the inference thread saw years-ahead stamps.
         started = time.monotonic()
-        reply = robot.call(robot.change_state, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        reply = robot.call(
+            robot.change_state, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+        )
         assert reply.success and time.monotonic() - started < 0.5
         assert proc.poll() is None
     assert "did not stop" not in (tmp_path / "policy_node.log").read_text()
@@ -68,8 +69,9 @@ def test_a_hold_voids_the_plan_made_before_it(tiny_checkpoint, tmp_path):
             silent = time.monotonic()
             robot.spin_for(0.08, publish_hz=50, cameras=("wrist",))
             resumed = time.monotonic()
-            robot.spin_until(lambda: any(not is_hold(a) for a in robot.actions_since(resumed)), 10, "recovery",
-                             publish_hz=50)
+            robot.spin_until(
+                lambda: any(not is_hold(a) for a in robot.actions_since(resumed)), 10, "recovery", publish_hz=50
+            )
             assert any(is_hold(a) for t, a in robot.actions if silent < t < resumed + 0.02), "the outage did not hold"
             first_move = min(t for t, a in robot.actions if t >= resumed and not is_hold(a))
             new_chunks = [t for t in robot.chunks if t >= resumed]
@@ -80,17 +82,23 @@ def test_surprise_hold_does_not_latch(tiny_checkpoint, tmp_path):
     # Any surprise exceeds this threshold: each scored chunk holds once; then the robot plans anew.
     with policy_node(tiny_checkpoint, tmp_path, surprise_threshold=1e-12) as (robot, _):
         from std_msgs.msg import Float32
-
         from vla_ros.qos import RELIABLE
 
         surprises = []
-        robot.create_subscription(Float32, "vla/world_model/surprise", lambda m: surprises.append(time.monotonic()), RELIABLE)
+        robot.create_subscription(
+            Float32, "vla/world_model/surprise", lambda m: surprises.append(time.monotonic()), RELIABLE
+        )
         _run(robot)
         robot.spin_until(lambda: surprises, 10, "a surprise", publish_hz=20)
-        robot.spin_until(lambda: robot.actions_since(surprises[0] + 0.1) and _moving(robot, 0.05), 10,
-                         "motion after the surprise hold", publish_hz=20)
-        robot.spin_until(lambda: len(surprises) >= 2, 10, "a surprise scored on a chunk played after the hold",
-                         publish_hz=20)
+        robot.spin_until(
+            lambda: robot.actions_since(surprises[0] + 0.1) and _moving(robot, 0.05),
+            10,
+            "motion after the surprise hold",
+            publish_hz=20,
+        )
+        robot.spin_until(
+            lambda: len(surprises) >= 2, 10, "a surprise scored on a chunk played after the hold", publish_hz=20
+        )
 
 
 def test_huge_frames_and_hostile_instructions_are_refused(tiny_checkpoint, tmp_path, monkeypatch):
@@ -100,15 +108,21 @@ def test_huge_frames_and_hostile_instructions_are_refused(tiny_checkpoint, tmp_p
     with policy_node(tiny_checkpoint, tmp_path, max_instruction_chars=100) as (robot, proc):
         _run(robot)
         robot.size = (2160, 3840)  # 4k frames: refused before decoding
-        robot.spin_until(lambda: int(robot.last_diagnostics().get("rejected/camera/agentview", 0)) >= 2, 10,
-                         "4k frames counted as rejected", publish_hz=4)
+        robot.spin_until(
+            lambda: int(robot.last_diagnostics().get("rejected/camera/agentview", 0)) >= 2,
+            10,
+            "4k frames counted as rejected",
+            publish_hz=4,
+        )
         assert not _moving(robot, 0.3)
         robot.size = 32
         assert "pixels" in (tmp_path / "policy_node.log").read_text()
         # Over-long, control characters, invalid UTF-8: each refused, and the node holds until a good one.
         for bad in ("x" * 100_000, "lift the cube\x1b[2J\x07", "pick up \ufffd\ufffd"):
             robot.instruction.publish(String(data=bad))
-            robot.spin_until(lambda: "instruction refused" in _message(robot), 5, f"refusal of {bad[:20]!r}", publish_hz=20)
+            robot.spin_until(
+                lambda: "instruction refused" in _message(robot), 5, f"refusal of {bad[:20]!r}", publish_hz=20
+            )
             robot.spin_for(0.3, publish_hz=20)
             assert not _moving(robot, 0.2)
             robot.instruction.publish(String(data=INSTRUCTION + " now"))
@@ -132,8 +146,9 @@ def test_inputs_slower_than_the_checkpoint_hold_or_warn(tiny_checkpoint, tmp_pat
         robot.spin_until(lambda: _moving(robot), 10, "motion at 20 Hz", publish_hz=20)
     with policy_node(tiny_checkpoint, tmp_path, input_rate_check="warn") as (robot, _):
         _run(robot)
-        robot.spin_until(lambda: _message(robot).startswith("running, but inputs slower"), 10, "a rate warning",
-                         publish_hz=10)
+        robot.spin_until(
+            lambda: _message(robot).startswith("running, but inputs slower"), 10, "a rate warning", publish_hz=10
+        )
         assert _moving(robot, 0.5)
 
 
@@ -141,12 +156,13 @@ def test_deactivate_ends_with_a_hold_and_twist_output_in_physical_units(tiny_che
     with policy_node(tiny_checkpoint, tmp_path, output="twist") as (robot, _):
         from geometry_msgs.msg import TwistStamped
         from std_msgs.msg import Float64MultiArray
-
         from vla_ros.qos import RELIABLE
 
         twists, grippers = [], []
         robot.create_subscription(TwistStamped, "vla/cmd_twist", twists.append, RELIABLE)
-        robot.create_subscription(Float64MultiArray, "vla/gripper_command", lambda m: grippers.append(list(m.data)), RELIABLE)
+        robot.create_subscription(
+            Float64MultiArray, "vla/gripper_command", lambda m: grippers.append(list(m.data)), RELIABLE
+        )
         _run(robot)
         robot.spin_for(0.5, publish_hz=20)
         # Each twist is the normalised action of the same tick, over 0.05 s steps of 0.05 m / 0.5 rad.
@@ -157,19 +173,26 @@ def test_deactivate_ends_with_a_hold_and_twist_output_in_physical_units(tiny_che
             got = np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z])
             assert any(np.allclose(got, e, atol=1e-9) for e in expected), "a twist that is no tick's action"
         assert len(grippers[-1]) == 2 and 0.0 <= grippers[-1][0] <= 0.04
-        reply = robot.call(robot.change_state, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        reply = robot.call(
+            robot.change_state, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+        )
         assert reply.success
         robot.spin_for(0.3)
         assert is_hold(robot.actions[-1][1])  # the last command is a hold
         last = twists[-1].twist
-        assert [last.linear.x, last.linear.y, last.linear.z, last.angular.x, last.angular.y, last.angular.z] == [0.0] * 6
+        assert [last.linear.x, last.linear.y, last.linear.z, last.angular.x, last.angular.y, last.angular.z] == [
+            0.0
+        ] * 6
 
 
 def test_compressed_images_drive_the_policy(tiny_checkpoint, tmp_path):
     with policy_node(tiny_checkpoint, tmp_path, image_transport="compressed") as (robot, _):
         from vla_ros.qos import SENSOR
 
-        jpeg = {c: robot.create_publisher(CompressedImage, f"camera/{c}/image_raw/compressed", SENSOR) for c in ("agentview", "wrist")}
+        jpeg = {
+            c: robot.create_publisher(CompressedImage, f"camera/{c}/image_raw/compressed", SENSOR)
+            for c in ("agentview", "wrist")
+        }
         rng = np.random.default_rng(0)
 
         def publish(k: int) -> None:
@@ -187,8 +210,11 @@ def test_compressed_images_drive_the_policy(tiny_checkpoint, tmp_path):
             robot.spin_for(0.05)
         garbage = CompressedImage(format="jpeg", data=b"\xff\xd8 not a jpeg")
         jpeg["agentview"].publish(garbage)
-        robot.spin_until(lambda: int(robot.last_diagnostics().get("rejected/camera/agentview", 0)) >= 1, 5,
-                         "the garbage jpeg counted")
+        robot.spin_until(
+            lambda: int(robot.last_diagnostics().get("rejected/camera/agentview", 0)) >= 1,
+            5,
+            "the garbage jpeg counted",
+        )
 
 
 def test_a_failing_tick_publishes_a_hold(tiny_checkpoint):
@@ -197,15 +223,26 @@ def test_a_failing_tick_publishes_a_hold(tiny_checkpoint):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from std_msgs.msg import Float64MultiArray
-
     from vla_ros.policy_node import PolicyNode
     from vla_ros.qos import RELIABLE
 
-    rclpy.init(domain_id=np.random.default_rng().integers(200, 230), args=[
-        "--ros-args", "-p", f"checkpoint:={tiny_checkpoint}", "-p", "device:=cpu", "-p", "control_thread_priority:=0"])
+    rclpy.init(
+        domain_id=np.random.default_rng().integers(200, 230),
+        args=[
+            "--ros-args",
+            "-p",
+            f"checkpoint:={tiny_checkpoint}",
+            "-p",
+            "device:=cpu",
+            "-p",
+            "control_thread_priority:=0",
+        ],
+    )
     node, listener = PolicyNode(), rclpy.create_node("listener")
     actions = []
-    listener.create_subscription(Float64MultiArray, "vla/action", lambda m: actions.append(np.asarray(m.data)), RELIABLE)
+    listener.create_subscription(
+        Float64MultiArray, "vla/action", lambda m: actions.append(np.asarray(m.data)), RELIABLE
+    )
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(listener)
@@ -234,7 +271,6 @@ def test_a_failing_tick_publishes_a_hold(tiny_checkpoint):
 
 def test_the_robot_configuration_does_not_start_moving_by_itself():
     import yaml
-
     from vla_ros.closed_loop import CONFIG_DIR
 
     robot = yaml.safe_load((CONFIG_DIR / "robot.yaml").read_text())["policy_node"]["ros__parameters"]
@@ -254,7 +290,14 @@ def test_hostile_messages_of_every_kind_among_valid_data(tiny_checkpoint, tmp_pa
     assert result["messages"]["hostile"] >= 1000
     assert result["recovered_after_s"][0] is not None
     rejected = result["rejected"]
-    for kind in ("camera/agentview", "camera/wrist", "joint_states", "eef_pose", "vla/instruction",
-                 "camera/agentview stamp", "joint_states stamp"):
+    for kind in (
+        "camera/agentview",
+        "camera/wrist",
+        "joint_states",
+        "eef_pose",
+        "vla/instruction",
+        "camera/agentview stamp",
+        "joint_states stamp",
+    ):
         assert int(rejected.get(f"rejected/{kind}", 0)) > 0, kind
     assert result["rss_mb"]["growth"] < 300  # 4k frames cost DDS buffers (see docs/RESULTS.md); no leak beyond them

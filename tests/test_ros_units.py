@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
-
 from vla_ros import conversions as conv
 from vla_ros.bench import cpu_list
 from vla_ros.inputs import InputBuffer
 from vla_ros.rate_loop import run_at_rate
 from vla_ros.safety import ActionLimiter
+
 from vla_policy.data.images import preprocess_images
 from vla_policy.types import ActionChunk
 
@@ -32,12 +32,15 @@ def test_images_round_trip_and_bgr_and_row_padding_are_honoured():
     assert np.array_equal(out, pixels) and out.flags.writeable
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: setattr(m, "encoding", "mono8"), "encoding"),
-    (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "bytes"),
-    (lambda m: setattr(m, "step", 3), "step"),
-    (lambda m: setattr(m, "height", 0), "empty"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: setattr(m, "encoding", "mono8"), "encoding"),
+        (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "bytes"),
+        (lambda m: setattr(m, "step", 3), "step"),
+        (lambda m: setattr(m, "height", 0), "empty"),
+    ],
+)
 def test_bad_images_are_invalid_messages(change, message):
     msg = conv.numpy_to_image(np.zeros((4, 4, 3), np.uint8), STAMP)
     change(msg)
@@ -168,8 +171,12 @@ def test_twist_round_trip_gives_back_the_normalised_action():
         assert np.allclose(back, action, atol=1e-6)
     # A robot stepping at 10 Hz takes twice the per-step delta for the same velocity (the gripper is a position).
     twist, gripper = conv.action_to_twist(np.r_[0.2, 0, 0, 0, 0, 0.1, 1.0], space, STAMP)
-    assert twist.twist.linear.x == pytest.approx(0.2 * 0.05 / 0.05) and twist.twist.angular.z == pytest.approx(0.1 * 0.5 / 0.05)
-    assert np.allclose(conv.twist_to_action(twist, conv.msg_to_gripper(gripper), space, 0.1), [0.4, 0, 0, 0, 0, 0.2, 1.0])
+    assert twist.twist.linear.x == pytest.approx(0.2 * 0.05 / 0.05) and twist.twist.angular.z == pytest.approx(
+        0.1 * 0.5 / 0.05
+    )
+    assert np.allclose(
+        conv.twist_to_action(twist, conv.msg_to_gripper(gripper), space, 0.1), [0.4, 0, 0, 0, 0, 0.2, 1.0]
+    )
     twist.header.frame_id = "camera"
     with pytest.raises(conv.InvalidMessage, match="frame"):
         conv.twist_to_action(twist, 0.0, space, 0.05)
@@ -179,7 +186,9 @@ def test_compressed_images_and_size_limits():
     pixels = np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)
     png = conv.compressed_image_to_numpy(conv.numpy_to_compressed_image(pixels, STAMP, "png"))
     assert np.array_equal(png, pixels)  # lossless, and RGB (not OpenCV's BGR)
-    jpeg = conv.compressed_image_to_numpy(conv.numpy_to_compressed_image(np.full((48, 64, 3), (200, 30, 30), np.uint8), STAMP))
+    jpeg = conv.compressed_image_to_numpy(
+        conv.numpy_to_compressed_image(np.full((48, 64, 3), (200, 30, 30), np.uint8), STAMP)
+    )
     assert np.abs(jpeg.astype(int) - (200, 30, 30)).max() < 6
     with pytest.raises(conv.InvalidMessage, match="pixels"):
         conv.compressed_image_to_numpy(conv.numpy_to_compressed_image(pixels, STAMP, "png"), max_pixels=1000)
@@ -190,13 +199,22 @@ def test_compressed_images_and_size_limits():
     assert conv.fit_image(np.zeros((480, 640, 3), np.uint8), 64).shape == (64, 64, 3)
     assert conv.fit_image(pixels, 64) is pixels  # no larger than the model's input: kept as it is
     small = np.arange(128 * 128 * 3, dtype=np.uint8).reshape(128, 128, 3)
-    assert np.abs(conv.fit_image(small, 64).astype(int)
-                  - (preprocess_images(small, 64).permute(1, 2, 0).numpy() * 255)).max() <= 1  # the training resize
+    assert (
+        np.abs(
+            conv.fit_image(small, 64).astype(int) - (preprocess_images(small, 64).permute(1, 2, 0).numpy() * 255)
+        ).max()
+        <= 1
+    )  # the training resize
 
 
 def test_instructions_are_bounded_text():
     assert conv.instruction_text("  lift   the\tred cube ", 100) == "lift the red cube"
-    for bad, why in [("x" * 101, "characters"), ("lift\x1b[2J", "control"), ("pick \ufffd", "UTF-8"), (b"lift", "not text")]:
+    for bad, why in [
+        ("x" * 101, "characters"),
+        ("lift\x1b[2J", "control"),
+        ("pick \ufffd", "UTF-8"),
+        (b"lift", "not text"),
+    ]:
         with pytest.raises(conv.InvalidMessage, match=why):
             conv.instruction_text(bad, 100)
     assert len(conv.brief("y" * 10_000)) < 150

@@ -7,16 +7,15 @@ import shutil
 import subprocess
 
 import numpy as np
-
 from safetensors.torch import save_file
 
 from sim.env import SimEnv
 from vla_policy.config import Config, from_dict
-from vla_policy.models.build import build_model
-from vla_policy.train.checkpoint import trainable_state
 from vla_policy.eval.demo import SHIPPED_CHECKPOINT
 from vla_policy.eval.runner import checkpoint_env_config
+from vla_policy.models.build import build_model
 from vla_policy.policy import Policy
+from vla_policy.train.checkpoint import trainable_state
 
 
 def test_shipped_checkpoint_loads_and_gives_finite_actions():
@@ -34,8 +33,13 @@ def test_shipped_checkpoint_loads_and_gives_finite_actions():
 
 
 def test_demo_runs_the_shipped_policy(vla_cmd, tmp_path):
-    out = subprocess.run([*vla_cmd, "demo", "--episodes", "1", "--out", str(tmp_path)],
-                         check=True, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [*vla_cmd, "demo", "--episodes", "1", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "episode 0  seed 1000000" in out.stdout and "checkpoint" in out.stdout
     assert (tmp_path / "demo.mp4").stat().st_size > 0
 

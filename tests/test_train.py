@@ -16,8 +16,8 @@ from tests.model_utils import PROPRIO_DIM, fit, random_batch, random_obs, tiny_m
 from vla_policy.config import load_config
 from vla_policy.data.collect import collect
 from vla_policy.models.vla import VLAModel
-from vla_policy.train.checkpoint import CheckpointError, load_checkpoint
 from vla_policy.train.augment import prepare_batch
+from vla_policy.train.checkpoint import CheckpointError, load_checkpoint
 from vla_policy.train.trainer import Trainer
 
 
@@ -29,8 +29,14 @@ def demos(tmp_path_factory):
 
 
 def _config(demos, out, **train):
-    overrides = [f"train.dataset={demos}", f"train.out={out}", "train.steps=8", "train.eval_every=4",
-                 "train.log_every=1", "train.val_fraction=0.34"] + [f"train.{k}={v}" for k, v in train.items()]
+    overrides = [
+        f"train.dataset={demos}",
+        f"train.out={out}",
+        "train.steps=8",
+        "train.eval_every=4",
+        "train.log_every=1",
+        "train.val_fraction=0.34",
+    ] + [f"train.{k}={v}" for k, v in train.items()]
     return load_config("tiny", overrides)
 
 
@@ -117,21 +123,41 @@ def test_vla_train_cli_end_to_end(demos, tmp_path, vla_cmd):
     import subprocess
 
     out = tmp_path / "cli"
-    args = [*vla_cmd, "train", "--config", "tiny", f"train.dataset={demos}", f"train.out={out}", "train.steps=4",
-            "train.eval_every=2", "model.head=discrete"]
+    args = [
+        *vla_cmd,
+        "train",
+        "--config",
+        "tiny",
+        f"train.dataset={demos}",
+        f"train.out={out}",
+        "train.steps=4",
+        "train.eval_every=2",
+        "model.head=discrete",
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["step"] == 4
     assert (out / "config.yaml").exists() and (out / "checkpoints" / "last" / "model.safetensors").exists()
-    bad = subprocess.run([*vla_cmd, "train", "--config", "tiny", "model.haed=x"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [*vla_cmd, "train", "--config", "tiny", "model.haed=x"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "did you mean 'head'" in bad.stderr
 
 
 def test_language_blind_baseline_trains_and_ignores_the_instruction(demos, tmp_path):
     from vla_policy.policy import Policy
 
-    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.steps=6",
-                                  "train.eval_every=6", "train.val_fraction=0.34", "model.architecture=conv_bc"])
+    config = load_config(
+        "tiny",
+        [
+            f"train.dataset={demos}",
+            f"train.out={tmp_path}",
+            "train.steps=6",
+            "train.eval_every=6",
+            "train.val_fraction=0.34",
+            "model.architecture=conv_bc",
+        ],
+    )
     Trainer(config).train()
     policy = Policy.from_checkpoint(tmp_path / "checkpoints" / "last", device="cpu")
     obs = random_obs()
@@ -151,7 +177,7 @@ def test_device_resident_windows_match_the_episode(demos):
     sample = windows[last]
     assert sample["action_mask"].tolist() == [True, True, False, False]
     assert (sample["actions"][2:] == 0).all()
-    expected = windows.stats.normalize_actions(loaded[0].actions[last:last + 2])
+    expected = windows.stats.normalize_actions(loaded[0].actions[last : last + 2])
     assert torch.allclose(sample["actions"][:2], torch.from_numpy(expected).float())
     assert (sample["future_images"] == loaded[0].images[-1]).all()  # clamped to the episode's end
 
@@ -159,8 +185,16 @@ def test_device_resident_windows_match_the_episode(demos):
 def test_object_position_targets_come_from_object_state(demos, tmp_path):
     from vla_policy.data.hdf5_dataset import open_dataset
 
-    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.val_fraction=0",
-                                  "model.aux.object_position=1.0", "model.aux.objects=4"])
+    config = load_config(
+        "tiny",
+        [
+            f"train.dataset={demos}",
+            f"train.out={tmp_path}",
+            "train.val_fraction=0",
+            "model.aux.object_position=1.0",
+            "model.aux.objects=4",
+        ],
+    )
     trainer = Trainer(config)
     batch = trainer.train_set.batch(torch.arange(3))
     with open_dataset(demos) as f:
@@ -177,10 +211,16 @@ def test_instructions_are_reworded_to_name_each_object():
 
     names = ("red", "green", "blue")
     assert instructions_naming_each_object("pick up the red cube", "red", names) == [
-        "pick up the red cube", "pick up the green cube", "pick up the blue cube"]
+        "pick up the red cube",
+        "pick up the green cube",
+        "pick up the blue cube",
+    ]
     # stack names a second cube: rewording the target as that one would be ambiguous
     assert instructions_naming_each_object("put the green cube on the red cube", "green", names) == [
-        None, "put the green cube on the red cube", "put the blue cube on the red cube"]
+        None,
+        "put the green cube on the red cube",
+        "put the blue cube on the red cube",
+    ]
     assert instructions_naming_each_object("lift the cube", "cube", ("cube",)) == ["lift the cube"]
     assert instructions_naming_each_object("lift it", "red", names) == ["lift it", None, None]  # no name to swap
 
@@ -191,8 +231,14 @@ def test_stack_instructions_are_reworded_in_both_roles():
     names = ("red", "green", "blue")
     put = "put the green cube on the red cube"
     texts, objects = rewordings(put, {"target": "green", "place_on": "red"}, names, with_place=True)
-    assert texts == [None, put, "put the blue cube on the red cube",  # the target swapped
-                     put, None, "put the green cube on the blue cube"]  # the place swapped
+    assert texts == [
+        None,
+        put,
+        "put the blue cube on the red cube",  # the target swapped
+        put,
+        None,
+        "put the green cube on the blue cube",
+    ]  # the place swapped
     assert objects == [(0, 0), (1, 0), (2, 0), (1, 0), (1, 1), (1, 2)]  # (target, place) each then names
     texts, objects = rewordings("pick up the red cube", {"target": "red"}, names, with_place=True)
     assert texts[3:] == [None] * 3 and [o[1] for o in objects] == [-1] * 6  # no place to ask about
@@ -207,9 +253,17 @@ def test_place_position_is_where_the_reworded_base_is(tmp_path):
 
     stack = tmp_path / "stack.hdf5"
     collect("stack", 1, stack, seed=3, config=EnvConfig(task="stack", image_size=32))
-    config = load_config("tiny", [f"train.dataset={stack}", f"train.out={tmp_path / 'run'}", "train.val_fraction=0",
-                                  "model.aux.target_position=1.0", "model.aux.place_position=1.0",
-                                  "model.vision.instructed_keypoints=2"])
+    config = load_config(
+        "tiny",
+        [
+            f"train.dataset={stack}",
+            f"train.out={tmp_path / 'run'}",
+            "train.val_fraction=0",
+            "model.aux.target_position=1.0",
+            "model.aux.place_position=1.0",
+            "model.vision.instructed_keypoints=2",
+        ],
+    )
     trainer = Trainer(config)
     torch.manual_seed(0)
     batch = trainer.train_set.batch(torch.zeros(60, dtype=torch.long))  # t = 0, 60 draws
@@ -218,8 +272,9 @@ def test_place_position_is_where_the_reworded_base_is(tmp_path):
         state, eef = demo["obs"]["object_state"][0].reshape(len(COLORS), 7)[:, :3], demo["obs"]["eef_pos"][0]
     where = {c: torch.from_numpy((state[i] - eef) * 10).float() for i, c in enumerate(COLORS)}
     places = set()
-    for ids, mask, target, place in zip(batch["target_text_ids"], batch["target_text_mask"],
-                                        batch["target_position"], batch["place_position"]):
+    for ids, mask, target, place in zip(
+        batch["target_text_ids"], batch["target_text_mask"], batch["target_position"], batch["place_position"]
+    ):
         words = _tokenizer().decode(ids[mask].tolist()).split()
         first, second = [w for w in words if w in COLORS]  # "put the <target> cube on the <place> cube" or alike
         assert torch.allclose(target, where[first], atol=1e-5) and torch.allclose(place, where[second], atol=1e-5)
@@ -236,8 +291,16 @@ def test_target_position_is_where_the_reworded_instruction_points(demos, tmp_pat
     from vla_policy.data.hdf5_dataset import open_dataset
     from vla_policy.models.text import _tokenizer
 
-    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path}", "train.val_fraction=0",
-                                  "model.aux.target_position=1.0", "model.vision.instructed_keypoints=2"])
+    config = load_config(
+        "tiny",
+        [
+            f"train.dataset={demos}",
+            f"train.out={tmp_path}",
+            "train.val_fraction=0",
+            "model.aux.target_position=1.0",
+            "model.vision.instructed_keypoints=2",
+        ],
+    )
     trainer = Trainer(config)
     torch.manual_seed(0)
     batch = trainer.train_set.batch(torch.zeros(40, dtype=torch.long))  # demo 0, t = 0, 40 draws
@@ -272,9 +335,17 @@ def test_object_position_head_fits_a_batch():
 def test_init_from_fine_tunes_and_keeps_new_heads(demos, tmp_path):
     Trainer(_config(demos, tmp_path / "base")).train()
     base, _, base_stats, _ = load_checkpoint(tmp_path / "base" / "checkpoints" / "last")
-    config = load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'tuned'}", "train.steps=1",
-                                  f"train.init_from={tmp_path / 'base' / 'checkpoints' / 'last'}",
-                                  "model.aux.object_position=1.0", "train.val_fraction=0"])  # other training demos
+    config = load_config(
+        "tiny",
+        [
+            f"train.dataset={demos}",
+            f"train.out={tmp_path / 'tuned'}",
+            "train.steps=1",
+            f"train.init_from={tmp_path / 'base' / 'checkpoints' / 'last'}",
+            "model.aux.object_position=1.0",
+            "train.val_fraction=0",
+        ],
+    )  # other training demos
     trainer = Trainer(config)
     assert trainer.stats.to_dict() == base_stats.to_dict()  # the weights' own normalisation, not the new data's
     assert torch.equal(trainer.model.vision.position, base.vision.position)

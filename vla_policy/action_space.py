@@ -70,8 +70,12 @@ def panda_osc(dt: float = 0.05) -> ActionSpace:
     """robosuite 1.5's Panda with the BASIC OSC_POSE controller (controllers/config/robots/
     default_panda.json): input [-1, 1] -> 0.05 m and 0.5 rad per step, deltas in the base frame;
     Panda fingers open at 0.04 m. tests/test_env.py checks these against the live controller."""
-    return ActionSpace(EE_DELTA_GRIPPER, ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"),
-                       (0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 1.0), dt)
+    return ActionSpace(
+        EE_DELTA_GRIPPER,
+        ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"),
+        (0.05, 0.05, 0.05, 0.5, 0.5, 0.5, 1.0),
+        dt,
+    )
 
 
 def for_env(env_args: dict) -> ActionSpace:

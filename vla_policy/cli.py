@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import os
+import subprocess
 import sys
 from typing import Callable
 
@@ -42,8 +42,13 @@ def emit(result) -> None:
 
 # ------------------------------------------------------------------- tasks
 def _tasks_args(p):
-    p.add_argument("--instructions", choices=["train", "heldout", "all"], nargs="?", const="all",
-                   help="also list every instruction of this split")
+    p.add_argument(
+        "--instructions",
+        choices=["train", "heldout", "all"],
+        nargs="?",
+        const="all",
+        help="also list every instruction of this split",
+    )
 
 
 @command("tasks", "list tasks (and their instructions)", _tasks_args)
@@ -62,7 +67,12 @@ def run_tasks(args) -> int:
 # ----------------------------------------------------------------- collect
 def _collect_args(p):
     p.add_argument("--task", required=True)
-    p.add_argument("--episodes", type=int, required=True, help="episodes to store (expert: successful ones, unless --keep-failures)")
+    p.add_argument(
+        "--episodes",
+        type=int,
+        required=True,
+        help="episodes to store (expert: successful ones, unless --keep-failures)",
+    )
     p.add_argument("--out", required=True, help="output .hdf5")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
@@ -71,8 +81,11 @@ def _collect_args(p):
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--instructions", default="train", choices=["train", "heldout", "all"])
     p.add_argument("--keep-failures", action="store_true", help="store failed expert episodes too")
-    p.add_argument("--dagger", metavar="CHECKPOINT",
-                   help="DAgger: this checkpoint acts, the expert labels each visited state; every episode is kept")
+    p.add_argument(
+        "--dagger",
+        metavar="CHECKPOINT",
+        help="DAgger: this checkpoint acts, the expert labels each visited state; every episode is kept",
+    )
     p.add_argument("--overwrite", action="store_true")
 
 
@@ -83,9 +96,18 @@ def run_collect(args) -> int:
 
     cameras = tuple(c for c in args.cameras.split(",") if c)
     config = EnvConfig(task=args.task, cameras=cameras, image_size=args.image_size, instructions=args.instructions)
-    summary = collect(args.task, args.episodes, args.out, workers=args.workers, seed=args.seed,
-                      noise_std=args.noise, config=config, keep_failures=args.keep_failures, overwrite=args.overwrite,
-                      dagger_checkpoint=args.dagger)
+    summary = collect(
+        args.task,
+        args.episodes,
+        args.out,
+        workers=args.workers,
+        seed=args.seed,
+        noise_std=args.noise,
+        config=config,
+        keep_failures=args.keep_failures,
+        overwrite=args.overwrite,
+        dagger_checkpoint=args.dagger,
+    )
     emit({**summary.__dict__, "acting": args.dagger or "expert", "success_rate": summary.success_rate})
     return 0
 
@@ -120,8 +142,11 @@ def _dataset_args(p):
     p.add_argument("--cameras", default="agentview,wrist", help="from-bag: camera names (/camera/<name>/image_raw)")
 
 
-@command("dataset", "inspect (info), check (validate), consolidate (pack) an HDF5 dataset, or convert a rosbag2 "
-                    "recording (from-bag)", _dataset_args)
+@command(
+    "dataset",
+    "inspect (info), check (validate), consolidate (pack) an HDF5 dataset, or convert a rosbag2 recording (from-bag)",
+    _dataset_args,
+)
 def run_dataset(args) -> int:
     from vla_policy.data.hdf5_dataset import dataset_info, validate_dataset
     from vla_policy.data.store import pack_file
@@ -161,8 +186,11 @@ def _bench_args(p):
     p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="ros: a policy_node parameter")
     p.add_argument("--sim-cpus", default="", help='ros: pin sim_node to these CPUs (e.g. "0"); default: unpinned')
     p.add_argument("--policy-cpus", default="", help='ros: pin policy_node to these CPUs (e.g. "1"); default: unpinned')
-    p.add_argument("--hostile", action="store_true",
-                   help="ros: malformed messages of every kind among valid data (vla_ros.hostile; --skip KINDS)")
+    p.add_argument(
+        "--hostile",
+        action="store_true",
+        help="ros: malformed messages of every kind among valid data (vla_ros.hostile; --skip KINDS)",
+    )
     p.add_argument("--skip", default="", help="ros --hostile: comma-separated kinds to leave out")
     p.add_argument("--out", help="also write the JSON here")
 
@@ -171,12 +199,16 @@ def _bench_args(p):
 def run_bench(args) -> int:
     if args.what == "ros" and args.hostile:
         command = [sys.executable, "-m", "vla_ros.hostile", "--skip", args.skip]
-        command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])
+        command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (
+            ["--out", args.out] if args.out else []
+        )
         command += [arg for setting in args.set for arg in ("--set", setting)]
         return subprocess.call(command)
     if args.what == "ros":  # ROS lives in the vla_ros package: run it in its own process
         command = [sys.executable, "-m", "vla_ros.bench", "--seconds", str(args.seconds)]
-        command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--out", args.out] if args.out else [])
+        command += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (
+            ["--out", args.out] if args.out else []
+        )
         command += [arg for setting in args.set for arg in ("--set", setting)]
         command += ["--sim-cpus", args.sim_cpus, "--policy-cpus", args.policy_cpus]
         return subprocess.call(command)
@@ -197,8 +229,11 @@ def run_bench(args) -> int:
 
 # -------------------------------------------------------------------- eval
 def _eval_args(p):
-    p.add_argument("--policy", default="expert",
-                   help="expert, checkpoint (with --checkpoint), or package.module:factory for your own policy")
+    p.add_argument(
+        "--policy",
+        default="expert",
+        help="expert, checkpoint (with --checkpoint), or package.module:factory for your own policy",
+    )
     p.add_argument("--checkpoint", help="checkpoint directory (implies --policy checkpoint)")
     p.add_argument("--noise", type=float, default=0.0, help="expert: action noise std")
     p.add_argument("--task", required=True)
@@ -209,8 +244,11 @@ def _eval_args(p):
     p.add_argument("--cameras", default="", help="comma-separated cameras (the expert needs none)")
     p.add_argument("--out", help="directory for report.json, videos/ and plots")
     p.add_argument("--videos", type=int, default=10, help="failure videos to keep (plus 3 successes)")
-    p.add_argument("--policy-args", default="{}",
-                   help='JSON keyword arguments for the policy, e.g. \'{"replan_every": 4, "ensemble_gripper": true}\'')
+    p.add_argument(
+        "--policy-args",
+        default="{}",
+        help='JSON keyword arguments for the policy, e.g. \'{"replan_every": 4, "ensemble_gripper": true}\'',
+    )
 
 
 @command("eval", "closed-loop evaluation over seeded episodes", _eval_args)
@@ -244,7 +282,9 @@ def run_eval(args) -> int:
     report = evaluate(config, spec, args.episodes, args.seed, args.workers, media_dir=media)
     if args.out:
         write_report(report, args.out, media, failure_videos=args.videos)
-    failed = [{k: r.get(k) for k in ("seed", "instruction", "steps", "error")} for r in report["episodes"] if not r["success"]]
+    failed = [
+        {k: r.get(k) for k in ("seed", "instruction", "steps", "error")} for r in report["episodes"] if not r["success"]
+    ]
     emit({k: v for k, v in report.items() if k not in ("episodes", "per_instruction")} | {"failed": failed})
     return 0
 
@@ -275,11 +315,17 @@ def _ablate_args(p):
     from vla_policy.eval.ablation import PHASES
 
     p.add_argument("--config", required=True, help="ablation matrix YAML (see configs/ablation.yaml)")
-    p.add_argument("--phase", default="all", choices=[*PHASES, "all"],
-                   help="train, eval or table alone (e.g. train on a GPU box, evaluate where the simulator is)")
+    p.add_argument(
+        "--phase",
+        default="all",
+        choices=[*PHASES, "all"],
+        help="train, eval or table alone (e.g. train on a GPU box, evaluate where the simulator is)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="variants trained at once (each its own process)")
-    p.add_argument("--variants", help="comma-separated variant names to train/evaluate (default: all); "
-                                      "the table holds every recorded row")
+    p.add_argument(
+        "--variants",
+        help="comma-separated variant names to train/evaluate (default: all); the table holds every recorded row",
+    )
 
 
 @command("ablate", "train and evaluate a matrix of variants; one markdown + JSON table", _ablate_args)
@@ -302,8 +348,7 @@ def _grounding_args(p):
     p.add_argument("--seed", type=int, default=1_000_000, help="first scene seed (training data uses 0..)")
 
 
-@command("grounding", "offline probe: does the first chunk head for the object the instruction names?",
-         _grounding_args)
+@command("grounding", "offline probe: does the first chunk head for the object the instruction names?", _grounding_args)
 def run_grounding(args) -> int:
     from vla_policy.eval.grounding import grounding_probe
 
@@ -329,11 +374,12 @@ def run_demo(args) -> int:
     return demo(args.task, args.episodes, args.seed, args.out, args.policy, args.checkpoint or SHIPPED_CHECKPOINT)
 
 
-
 # -------------------------------------------------------------------- main
 def build_parser() -> Parser:
-    parser = Parser(prog="vla", description="vla_stack: vision-language-action policies for robots "
-                    "(set VLA_DEBUG=1 for tracebacks on errors)")
+    parser = Parser(
+        prog="vla",
+        description="vla_stack: vision-language-action policies for robots (set VLA_DEBUG=1 for tracebacks on errors)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=Parser)
     for name, (add_arguments, _, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))

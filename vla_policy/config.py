@@ -208,8 +208,16 @@ PRESETS: dict[str, dict] = {
     # Sized for a GPU: 4x the vision tokens and twice the depth of the CPU-sized default.
     "large": {"model": {"vision": {"patch_size": 8, "layers": 2}, "fusion_layers": 2, "backbone_layers": 4}},
     "tiny": {  # for tests and smoke runs
-        "model": {"d_model": 32, "heads": 2, "fusion_layers": 1, "backbone_layers": 1, "chunk": 4, "flow_steps": 3,
-                  "vision": {"image_size": 32, "patch_size": 8, "layers": 1}, "text": {"kind": "scratch", "layers": 1}},
+        "model": {
+            "d_model": 32,
+            "heads": 2,
+            "fusion_layers": 1,
+            "backbone_layers": 1,
+            "chunk": 4,
+            "flow_steps": 3,
+            "vision": {"image_size": 32, "patch_size": 8, "layers": 1},
+            "text": {"kind": "scratch", "layers": 1},
+        },
         "train": {"steps": 20, "batch_size": 8, "warmup_steps": 2, "eval_every": 10, "log_every": 5},
     },
 }
@@ -235,5 +243,18 @@ def save_yaml(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
-__all__ = ["AuxLossConfig", "Config", "ModelConfig", "TextConfig", "TrainConfig", "VisionConfig",
-           "from_dict", "load_config", "merge", "parse_overrides", "save_yaml", "to_dict", "PRESETS"]
+__all__ = [
+    "AuxLossConfig",
+    "Config",
+    "ModelConfig",
+    "TextConfig",
+    "TrainConfig",
+    "VisionConfig",
+    "from_dict",
+    "load_config",
+    "merge",
+    "parse_overrides",
+    "save_yaml",
+    "to_dict",
+    "PRESETS",
+]

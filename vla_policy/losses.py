@@ -70,8 +70,9 @@ def sinkhorn(cost: Tensor, reg: float = 0.1, iters: int = 50) -> Tensor:
     return (u[:, :, None] + log_k + v[:, None, :]).exp()  # (B, N, M), rows sum to 1/N
 
 
-def sinkhorn_alignment_loss(patches: Tensor, patch_mask: Tensor, words: Tensor, word_mask: Tensor,
-                            reg: float = 0.1) -> Tensor:
+def sinkhorn_alignment_loss(
+    patches: Tensor, patch_mask: Tensor, words: Tensor, word_mask: Tensor, reg: float = 0.1
+) -> Tensor:
     """OT distance between patch and word features (cosine cost), padding given infinite-ish cost."""
     p, w = F.normalize(patches, dim=-1), F.normalize(words, dim=-1)
     cost = 1 - p @ w.transpose(1, 2)  # (B, N, M) in [0, 2]
@@ -89,6 +90,6 @@ def masked_patch_loss(model, batch: dict, m, ratio: float = 0.4) -> Tensor:
     corrupted = torch.where(hide[..., None], model.mask_token.expand_as(target), m.vision)
     m_masked = type(m)(corrupted, m.vision_mask, m.text, m.text_mask, m.proprio, m.cameras)
     tokens, _ = model.fusion(m_masked)
-    recon = model.mask_decoder(tokens[:, -target.shape[1]:])  # fusions end with the vision tokens
+    recon = model.mask_decoder(tokens[:, -target.shape[1] :])  # fusions end with the vision tokens
     err = F.mse_loss(recon, target, reduction="none").mean(-1)
     return (err * hide).sum() / hide.sum().clamp(min=1)

@@ -41,10 +41,20 @@ def pick_device(name: str = "auto") -> torch.device:
 class Policy:
     name = "vla"
 
-    def __init__(self, model: torch.nn.Module, config: Config, stats: NormStats, dt: float = 0.05,
-                 device: str = "auto", replan_every: int | None = None, ensemble_decay: float = 0.1, seed: int = 0,
-                 ensemble_gripper: bool = False, flow_steps: int | None = None,
-                 action_space: ActionSpace | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: Config,
+        stats: NormStats,
+        dt: float = 0.05,
+        device: str = "auto",
+        replan_every: int | None = None,
+        ensemble_decay: float = 0.1,
+        seed: int = 0,
+        ensemble_gripper: bool = False,
+        flow_steps: int | None = None,
+        action_space: ActionSpace | None = None,
+    ):
         """`replan_every`: control steps between new chunks (default: the model config's; at most
         the chunk length, since a chunk cannot be played past its end).
         `ensemble_decay`: ACT's m (older chunks weigh exp(-m * age_rank)). The gripper is binary
@@ -55,7 +65,9 @@ class Policy:
         `action_space`: what the actions mean physically (default: the Panda OSC space at `dt`)."""
         if flow_steps is not None:
             if config.model.head != "flow" or flow_steps < 1:
-                raise ValueError(f"flow_steps={flow_steps} needs a flow head and >= 1 (this head: {config.model.head!r})")
+                raise ValueError(
+                    f"flow_steps={flow_steps} needs a flow head and >= 1 (this head: {config.model.head!r})"
+                )
             model.head.steps = flow_steps
         self.scheduler = ActionScheduler(ensemble_decay, ensemble_gripper)
         self.device = pick_device(device)
@@ -144,7 +156,9 @@ class Policy:
             return self._chunk(self.model.sample_actions(batch, self.generator))
 
     @torch.no_grad()
-    def predict_chunk_and_future(self, obs: dict, instruction: str | None = None) -> tuple[ActionChunk, torch.Tensor | None]:
+    def predict_chunk_and_future(
+        self, obs: dict, instruction: str | None = None
+    ) -> tuple[ActionChunk, torch.Tensor | None]:
         """The chunk and (1, C, D) the visual latent the world model expects once it has been played
         (None for a model without a world model)."""
         if getattr(self.model, "world_model", None) is None:

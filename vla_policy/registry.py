@@ -23,8 +23,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}{did_you_mean(str(name), self._entries)}; "
-                             f"valid: {sorted(self._entries)}")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}{did_you_mean(str(name), self._entries)}; valid: {sorted(self._entries)}"
+            )
         return self._entries[name]
 
     def pop(self, name: str) -> T:

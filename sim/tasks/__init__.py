@@ -1,6 +1,6 @@
 """Task registry: one module per task; importing this package registers them all."""
 
-from sim.tasks.base import INSTRUCTION_SPLITS, TASKS, Expert, Goal, Task, get_task, register_task
 from sim.tasks import lift, tabletop  # noqa: F401,E402  (registration side effect)
+from sim.tasks.base import INSTRUCTION_SPLITS, TASKS, Expert, Goal, Task, get_task, register_task
 
 __all__ = ["INSTRUCTION_SPLITS", "TASKS", "Expert", "Goal", "Task", "get_task", "register_task"]

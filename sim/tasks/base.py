@@ -89,8 +89,7 @@ class Task(abc.ABC):
     def acted_object(self, env: "SimEnv", start_positions: dict[str, np.ndarray]) -> str | None:
         """The object the robot moved most since the episode start (None if none moved > 1 cm)."""
         moved = {
-            name: float(np.linalg.norm(env.object_position(name) - start))
-            for name, start in start_positions.items()
+            name: float(np.linalg.norm(env.object_position(name) - start)) for name, start in start_positions.items()
         }
         if not moved:
             return None
@@ -121,5 +120,3 @@ def get_task(name: str) -> Task:
 
         raise ValueError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; valid tasks: {sorted(TASKS)}")
     return TASKS[name]
-
-

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.tasks.base import Expert
-from sim.tasks.objects import CUBE_HALF
 from sim.tasks.motion import CLOSE, OPEN, move_action, rotation_action, wrap, yaw_of
+from sim.tasks.objects import CUBE_HALF
 
 HOVER = 0.10  # metres above an object before descending
 GRASP_STEPS = 12  # the Panda gripper needs ~10 control steps to close fully
@@ -85,7 +85,9 @@ class GraspExpert(_Phases):
         if not over:
             return "approach"
         above_grasp = offset[2] + 0.005  # metres above the grasp height (_descend's grasp_at)
-        if abs(above_grasp) < GRASP_HEIGHT_TOLERANCE and not (self.phase == "grasp" and self.phase_steps > GRASP_STEPS + 5):
+        if abs(above_grasp) < GRASP_HEIGHT_TOLERANCE and not (
+            self.phase == "grasp" and self.phase_steps > GRASP_STEPS + 5
+        ):
             return "grasp"
         return "descend" if above_grasp > GRASP_HEIGHT_TOLERANCE else "approach"
 

@@ -32,7 +32,9 @@ class LiftTask(Task):
     def parse(self, instruction: str) -> Goal:
         text = normalize(instruction)
         if text not in self.instructions("all"):
-            raise ValueError(f"task 'lift' does not know the instruction {instruction!r}; valid: {self.instructions('all')}")
+            raise ValueError(
+                f"task 'lift' does not know the instruction {instruction!r}; valid: {self.instructions('all')}"
+            )
         return Goal(skill="lift", instruction=text, target="cube")
 
     def is_success(self, env, goal: Goal) -> bool:

@@ -28,7 +28,11 @@ def rotation_action(current: np.ndarray, home: np.ndarray, home_yaw: float, yaw:
 
 
 def move_action(
-    eef_pos: np.ndarray, target: np.ndarray, rot: np.ndarray, gripper: float, speed: float = 1.0,
+    eef_pos: np.ndarray,
+    target: np.ndarray,
+    rot: np.ndarray,
+    gripper: float,
+    speed: float = 1.0,
     min_speed: float = 0.0,
 ) -> np.ndarray:
     """(7,) action stepping the end effector towards `target` at most `speed` and at least

@@ -14,7 +14,6 @@ from robosuite.models.tasks import ManipulationTask
 from sim.tasks.objects import CUBE_COLORS, CUBE_HALF
 
 
-
 def panda_controller_config() -> dict:
     """robosuite's BASIC composite controller (OSC_POSE delta arm + gripper), Panda parts only."""
     config = robosuite.load_composite_controller_config(controller="BASIC", robot="Panda")

@@ -21,8 +21,10 @@ def _obs(image_size: int = 128) -> dict:
     return {
         "agentview_image": rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8),
         "wrist_image": rng.integers(0, 255, (image_size, image_size, 3), dtype=np.uint8),
-        "joint_pos": rng.normal(size=7), "gripper_qpos": rng.normal(size=2),
-        "eef_pos": rng.normal(size=3), "eef_quat": np.array([1.0, 0, 0, 0]),
+        "joint_pos": rng.normal(size=7),
+        "gripper_qpos": rng.normal(size=2),
+        "eef_pos": rng.normal(size=3),
+        "eef_quat": np.array([1.0, 0, 0, 0]),
         "instruction": "put the red cube on the blue cube",
     }
 
@@ -50,9 +52,15 @@ def inference_ms(config: Config, repeats: int, device: str) -> dict:
         times.append((time.perf_counter() - start) * 1e3)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    return {"architecture": config.model.architecture, "head": config.model.head, "trainable_parameters": trainable, "frozen_parameters": frozen,
-            "chunk": config.model.chunk, "p50_ms": round(float(np.percentile(times, 50)), 2),
-            "p95_ms": round(float(np.percentile(times, 95)), 2)}
+    return {
+        "architecture": config.model.architecture,
+        "head": config.model.head,
+        "trainable_parameters": trainable,
+        "frozen_parameters": frozen,
+        "chunk": config.model.chunk,
+        "p50_ms": round(float(np.percentile(times, 50)), 2),
+        "p95_ms": round(float(np.percentile(times, 95)), 2),
+    }
 
 
 def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float:
@@ -64,11 +72,16 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
     from vla_policy.models.text import tokenize
 
     ids, mask = tokenize(["put the red cube on the blue cube"] * batch_size, config.model.text.max_tokens)
-    raw = {"images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
-           "future_images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
-           "camera_mask": torch.ones(batch_size, c, dtype=torch.bool), "text_ids": ids, "text_mask": mask,
-           "proprio": torch.randn(batch_size, proprio_dim), "actions": torch.rand(batch_size, h, 7) * 2 - 1,
-           "action_mask": torch.ones(batch_size, h, dtype=torch.bool)}
+    raw = {
+        "images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
+        "future_images": torch.randint(0, 255, (batch_size, c, 3, s, s), dtype=torch.uint8),
+        "camera_mask": torch.ones(batch_size, c, dtype=torch.bool),
+        "text_ids": ids,
+        "text_mask": mask,
+        "proprio": torch.randn(batch_size, proprio_dim),
+        "actions": torch.rand(batch_size, h, 7) * 2 - 1,
+        "action_mask": torch.ones(batch_size, h, dtype=torch.bool),
+    }
     start = None
     for i in range(steps + 2):
         if i == 2:
@@ -81,12 +94,24 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def bench_policy(source: str = "default", overrides: list[str] | None = None, repeats: int = 50,
-                 device: str = "cpu", train_steps: int = 5) -> dict:
+def bench_policy(
+    source: str = "default",
+    overrides: list[str] | None = None,
+    repeats: int = 50,
+    device: str = "cpu",
+    train_steps: int = 5,
+) -> dict:
     config = load_config(source, overrides)
-    result = {"benchmark": "policy", "config": source, "device": device, "torch_threads": torch.get_num_threads(),
-              "cameras": list(config.model.vision.cameras), "camera_pixels": 128,
-              "model_image_size": config.model.vision.image_size, "heads": []}
+    result = {
+        "benchmark": "policy",
+        "config": source,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "cameras": list(config.model.vision.cameras),
+        "camera_pixels": 128,
+        "model_image_size": config.model.vision.image_size,
+        "heads": [],
+    }
     for head in ("flow", "discrete"):
         result["heads"].append(inference_ms(merge(config, {"model": {"head": head}}), repeats, device))
     result["train_samples_per_s"] = round(training_samples_per_s(config, train_steps, config.train.batch_size), 1)

@@ -8,7 +8,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from sim.env import EnvConfig, SimEnv
 from sim.expert_policy import ExpertPolicy
 
@@ -51,12 +50,22 @@ def demo_episodes_per_second(task: str, image_size: int, episodes: int) -> dict:
         start = time.perf_counter()
         summary = collect(task, episodes, out, workers=1, config=EnvConfig(task=task, image_size=image_size))
         elapsed = time.perf_counter() - start
-    return {"episodes": summary.kept, "seconds": elapsed, "episodes_per_s": summary.kept / elapsed,
-            "mean_steps": summary.steps / max(1, summary.kept)}
+    return {
+        "episodes": summary.kept,
+        "seconds": elapsed,
+        "episodes_per_s": summary.kept / elapsed,
+        "mean_steps": summary.steps / max(1, summary.kept),
+    }
 
 
-def bench_sim(task: str = "tabletop", image_size: int = 128, steps: int = 300, episodes: int = 5,
-              quality: str = "fast", one_core: bool = True) -> dict:
+def bench_sim(
+    task: str = "tabletop",
+    image_size: int = 128,
+    steps: int = 300,
+    episodes: int = 5,
+    quality: str = "fast",
+    one_core: bool = True,
+) -> dict:
     core = pin_to_one_core() if one_core else None
     SimEnv(EnvConfig(task=task, cameras=())).close()  # warm-up: imports, numba JIT
     result = {
@@ -75,5 +84,3 @@ def bench_sim(task: str = "tabletop", image_size: int = 128, steps: int = 300, e
     result["target_2_cameras_steps_per_s"] = 25
     result["meets_target"] = bool(result["steps_per_s"]["2_cameras"] >= 25)
     return result
-
-

@@ -80,9 +80,17 @@ class Matrix:
             variants.append(Variant("__".join(f"{k.split('.')[-1]}-{v}" for k, v in overrides.items()), overrides))
         for name, overrides in (data.get("baselines") or {}).items():
             variants.append(Variant(name, dict(overrides), baseline=True))
-        matrix = cls(str(data["dataset"]), str(data["task"]), Path(data.get("out", "runs/ablation")),
-                     str(data.get("base", "default")), dict(data.get("train") or {}), dict(data.get("eval") or {}),
-                     tuple(variants), Path(data.get("results", data.get("out", "runs/ablation"))), axes)
+        matrix = cls(
+            str(data["dataset"]),
+            str(data["task"]),
+            Path(data.get("out", "runs/ablation")),
+            str(data.get("base", "default")),
+            dict(data.get("train") or {}),
+            dict(data.get("eval") or {}),
+            tuple(variants),
+            Path(data.get("results", data.get("out", "runs/ablation"))),
+            axes,
+        )
         for v in matrix.variants:  # fail on a bad key now, not after hours of training
             load_config(matrix.base, matrix.train_overrides(v))
         return matrix
@@ -134,8 +142,16 @@ def train_all(matrix: Matrix, jobs: int = 1, variants: tuple[Variant, ...] | Non
         if done >= steps:
             print(f"[ablate] {v.name}: trained ({done} steps)")
             continue
-        cmd = [sys.executable, "-m", "vla_policy.cli", "train", "--config", matrix.base,
-               *(["--resume"] if done else []), *matrix.train_overrides(v)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "vla_policy.cli",
+            "train",
+            "--config",
+            matrix.base,
+            *(["--resume"] if done else []),
+            *matrix.train_overrides(v),
+        ]
         queue.append((v, cmd))
     running: list[tuple[Variant, subprocess.Popen]] = []
     failed = []
@@ -177,8 +193,13 @@ def eval_all(matrix: Matrix, variants: tuple[Variant, ...] | None = None) -> Non
         config = checkpoint_env_config(str(matrix.checkpoint(v)), matrix.task, e.get("instructions", "train"))
         if e.get("horizon"):
             config = dataclasses.replace(config, horizon=int(e["horizon"]))
-        report = evaluate(config, {"kind": "checkpoint", "path": str(matrix.checkpoint(v))},
-                          int(e.get("episodes", 30)), int(e.get("seed", 3_000_000)), int(e.get("workers", 1)))
+        report = evaluate(
+            config,
+            {"kind": "checkpoint", "path": str(matrix.checkpoint(v))},
+            int(e.get("episodes", 30)),
+            int(e.get("seed", 3_000_000)),
+            int(e.get("workers", 1)),
+        )
         write_report(report, out)
         print(f"[ablate] {v.name}: {report['overall']['successes']}/{report['overall']['episodes']}")
         _record(matrix, v)
@@ -190,13 +211,19 @@ def _record(matrix: Matrix, v: Variant) -> None:
     report = json.loads((matrix.run_dir(v) / "eval" / "report.json").read_text())
     ms = sorted(r["inference_ms_mean"] for r in report["episodes"] if r.get("inference_ms_mean") is not None)
     row = {
-        "variant": v.name, **{k: val for k, val in v.overrides.items()},
-        "success": report["overall"], "per_skill": report["per_skill"], "skill_average": report.get("skill_average"),
+        "variant": v.name,
+        **{k: val for k, val in v.overrides.items()},
+        "success": report["overall"],
+        "per_skill": report["per_skill"],
+        "skill_average": report.get("skill_average"),
         "named_object": report["named_object"],
         "episode_success": {str(r["seed"]): bool(r["success"]) for r in report["episodes"]},  # for paired comparison
         "inference_ms_per_step": ms[len(ms) // 2] if ms else None,  # median over episodes of the mean
-        "parameters": meta["parameters"], "train_seconds": meta.get("train_seconds"),
-        "train_device": meta.get("device"), "steps": meta["step"], "dataset_fingerprint": meta.get("dataset_fingerprint"),
+        "parameters": meta["parameters"],
+        "train_seconds": meta.get("train_seconds"),
+        "train_device": meta.get("device"),
+        "steps": meta["step"],
+        "dataset_fingerprint": meta.get("dataset_fingerprint"),
     }
     matrix.row_path(v).parent.mkdir(parents=True, exist_ok=True)
     matrix.row_path(v).write_text(json.dumps(row, indent=2))
@@ -208,11 +235,18 @@ def table(matrix: Matrix) -> dict:
     recorded = [v for v in matrix.variants if matrix.row_path(v).exists()]
     rows = [json.loads(matrix.row_path(v).read_text()) for v in recorded]
     reference = matrix.variants[0].name  # the first of the crossed axes' values: the default design
-    result = {"task": matrix.task, "dataset": matrix.dataset, "base": matrix.base, "train": matrix.train,
-              "eval": matrix.eval, "reference": reference, "rows": compare_to_reference(rows, reference),
-              "main_effects": main_effects([r for v, r in zip(recorded, rows) if not v.baseline], matrix.axes),
-              "missing": [v.name for v in matrix.variants if v not in recorded],
-              "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows})}
+    result = {
+        "task": matrix.task,
+        "dataset": matrix.dataset,
+        "base": matrix.base,
+        "train": matrix.train,
+        "eval": matrix.eval,
+        "reference": reference,
+        "rows": compare_to_reference(rows, reference),
+        "main_effects": main_effects([r for v, r in zip(recorded, rows) if not v.baseline], matrix.axes),
+        "missing": [v.name for v in matrix.variants if v not in recorded],
+        "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows}),
+    }
     matrix.results.mkdir(parents=True, exist_ok=True)
     (matrix.results / "ablation.json").write_text(json.dumps(result, indent=2))
     (matrix.results / "ablation.md").write_text(markdown(result))
@@ -228,7 +262,9 @@ def compare_to_reference(rows: list[dict], reference: str) -> list[dict]:
     out = []
     for r in rows:
         paired = ref is not None and r is not ref and "episode_success" in r and "episode_success" in ref
-        out.append(r | {"vs_reference": paired_comparison(ref["episode_success"], r["episode_success"]) if paired else None})
+        out.append(
+            r | {"vs_reference": paired_comparison(ref["episode_success"], r["episode_success"]) if paired else None}
+        )
     return out
 
 
@@ -246,7 +282,7 @@ def main_effects(rows: list[dict], axes: dict[str, list]) -> list[dict]:
             for key, r in keyed.items():
                 if key[i] != str(values[0]):
                     continue
-                partner = keyed.get(key[:i] + (str(value),) + key[i + 1:])
+                partner = keyed.get(key[:i] + (str(value),) + key[i + 1 :])
                 if partner is None:
                     continue
                 rest = "/".join(k for j, k in enumerate(key) if j != i)
@@ -254,9 +290,17 @@ def main_effects(rows: list[dict], axes: dict[str, list]) -> list[dict]:
                 first |= {f"{rest}/{seed}": ok for seed, ok in r["episode_success"].items()}
                 other |= {f"{rest}/{seed}": ok for seed, ok in partner["episode_success"].items()}
             if pairs:
-                effects.append({"axis": axis, "reference": values[0], "value": value, "pairs": pairs,
-                                "reference_successes": sum(first.values()), "value_successes": sum(other.values()),
-                                **paired_comparison(first, other)})
+                effects.append(
+                    {
+                        "axis": axis,
+                        "reference": values[0],
+                        "value": value,
+                        "pairs": pairs,
+                        "reference_successes": sum(first.values()),
+                        "value_successes": sum(other.values()),
+                        **paired_comparison(first, other),
+                    }
+                )
     return effects
 
 
@@ -271,32 +315,44 @@ def _versus(row: dict, reference: str) -> str:
 
 def markdown(result: dict) -> str:
     reference = result.get("reference")
-    lines = ["| variant | success | 95% CI | skill average | named object | vs reference, same seeds | "
-             "inference ms (per step) | params | train s | device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| variant | success | 95% CI | skill average | named object | vs reference, same seeds | "
+        "inference ms (per step) | params | train s | device |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in result["rows"]:
         s, n, avg = r["success"], r["named_object"], r.get("skill_average")
         average = f"{avg['rate']:.0%}" if avg else "-"
-        lines.append(f"| {r['variant']} | {s['successes']}/{s['episodes']} ({s['rate']:.0%}) | "
-                     f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {average} | {n['rate']:.0%} | {_versus(r, reference)} | "
-                     f"{r['inference_ms_per_step']} | {r['parameters']:,} | {r['train_seconds']} | "
-                     f"{r['train_device']} |")
-    lines.append(f"\nReference: {reference}. \"vs reference\": seeds solved by the variant only (won) and by the "
-                 "reference only (lost), with the exact two-sided McNemar p-value; above 0.05 the difference "
-                 "cannot be told from chance on this many episodes.")
+        lines.append(
+            f"| {r['variant']} | {s['successes']}/{s['episodes']} ({s['rate']:.0%}) | "
+            f"[{s['wilson95'][0]:.2f}, {s['wilson95'][1]:.2f}] | {average} | {n['rate']:.0%} | {_versus(r, reference)} | "
+            f"{r['inference_ms_per_step']} | {r['parameters']:,} | {r['train_seconds']} | "
+            f"{r['train_device']} |"
+        )
+    lines.append(
+        f'\nReference: {reference}. "vs reference": seeds solved by the variant only (won) and by the '
+        "reference only (lost), with the exact two-sided McNemar p-value; above 0.05 the difference "
+        "cannot be told from chance on this many episodes."
+    )
     if result.get("main_effects"):
-        lines += ["\nMain effects, pooled over the other axes (each pair of rows that differ only on this axis, "
-                  "paired seed by seed):\n",
-                  "| axis | value vs first | pairs of rows | episodes | successes | difference (won, lost) | McNemar p |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "\nMain effects, pooled over the other axes (each pair of rows that differ only on this axis, "
+            "paired seed by seed):\n",
+            "| axis | value vs first | pairs of rows | episodes | successes | difference (won, lost) | McNemar p |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for e in result["main_effects"]:
-            lines.append(f"| {e['axis']} | {e['value']} vs {e['reference']} | {e['pairs']} | {e['episodes']} | "
-                         f"{e['value_successes']} vs {e['reference_successes']} | {e['difference']:+d} "
-                         f"({e['won']}, {e['lost']}) | {e['p_mcnemar']:.2g} |")
+            lines.append(
+                f"| {e['axis']} | {e['value']} vs {e['reference']} | {e['pairs']} | {e['episodes']} | "
+                f"{e['value_successes']} vs {e['reference_successes']} | {e['difference']:+d} "
+                f"({e['won']}, {e['lost']}) | {e['p_mcnemar']:.2g} |"
+            )
     if result.get("missing"):
         lines.append(f"\nNot measured yet: {', '.join(result['missing'])}.")
     if len(result.get("dataset_fingerprints", [])) > 1:  # rows from several sessions must share their data
-        lines.append(f"\nWARNING: the rows were trained on different datasets: {', '.join(result['dataset_fingerprints'])}.")
+        lines.append(
+            f"\nWARNING: the rows were trained on different datasets: {', '.join(result['dataset_fingerprints'])}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -312,8 +368,13 @@ def plot(result: dict, path: Path) -> None:
     high = [r["success"]["wilson95"][1] - r["success"]["rate"] for r in rows]
     is_reference = [r["variant"] == result.get("reference") for r in rows]
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(rows)))
-    ax.barh(range(len(rows)), rates, xerr=[low, high], capsize=3,
-            color=["tab:orange" if ref else "tab:blue" for ref in is_reference])
+    ax.barh(
+        range(len(rows)),
+        rates,
+        xerr=[low, high],
+        capsize=3,
+        color=["tab:orange" if ref else "tab:blue" for ref in is_reference],
+    )
     if any(is_reference):
         ax.axvline(rates[is_reference.index(True)], color="tab:orange", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(rows)), [r["variant"] for r in rows], fontsize=8)

@@ -18,8 +18,14 @@ from vla_policy.eval.video import write_video
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "default"
 
 
-def run_demo(task: str | None, episodes: int, seed: int, out: str | Path, policy: str = "checkpoint",
-             checkpoint: str | Path = SHIPPED_CHECKPOINT) -> int:
+def run_demo(
+    task: str | None,
+    episodes: int,
+    seed: int,
+    out: str | Path,
+    policy: str = "checkpoint",
+    checkpoint: str | Path = SHIPPED_CHECKPOINT,
+) -> int:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if policy == "checkpoint":
@@ -55,8 +61,10 @@ def run_demo(task: str | None, episodes: int, seed: int, out: str | Path, policy
         for i in range(episodes):
             ep = rollout(env, agent, seed=seed + i, record_obs=False, frame_callback=keep_frame)
             successes += ep.success
-            print(f"episode {i}  seed {ep.seed}  {'SUCCESS' if ep.success else 'FAIL   '}  {len(ep):3d} steps  \"{ep.instruction}\"",
-                  flush=True)
+            print(
+                f'episode {i}  seed {ep.seed}  {"SUCCESS" if ep.success else "FAIL   "}  {len(ep):3d} steps  "{ep.instruction}"',
+                flush=True,
+            )
     video = write_video(out / "demo.mp4", frames, fps=config.control_freq)
     print(f"{name} on {task}: {successes}/{episodes} successful, {time.perf_counter() - start:.0f} s, video {video}")
     return 0

@@ -27,8 +27,9 @@ def heading_for(motion: np.ndarray, eef_xy: np.ndarray, objects: dict[str, np.nd
     return max(objects, key=cosine)
 
 
-def named_object_agreement(guess, env: SimEnv, seeds: range | list[int], instructions: list[str],
-                           role: str = "target") -> dict:
+def named_object_agreement(
+    guess, env: SimEnv, seeds: range | list[int], instructions: list[str], role: str = "target"
+) -> dict:
     """`guess(obs, instruction) -> object name`, asked on each (seed, instruction) at the episode's
     start; -> how often it is the object the instruction names in `role` (a goal field: target,
     place_on; instructions without one are skipped), with a Wilson interval."""
@@ -41,8 +42,13 @@ def named_object_agreement(guess, env: SimEnv, seeds: range | list[int], instruc
             hits += guess(obs, text) == getattr(env.goal, role)
             total += 1
     low, high = wilson_interval(hits, total)
-    return {"hits": hits, "pairs": total, "rate": hits / total if total else 0.0,
-            "wilson95": [round(low, 4), round(high, 4)], "chance": 1.0 / len(env.scene.object_names)}
+    return {
+        "hits": hits,
+        "pairs": total,
+        "rate": hits / total if total else 0.0,
+        "wilson95": [round(low, 4), round(high, 4)],
+        "chance": 1.0 / len(env.scene.object_names),
+    }
 
 
 def _objects(env: SimEnv) -> dict[str, np.ndarray]:
@@ -61,8 +67,9 @@ def heading_agreement(policy, env: SimEnv, seeds: range | list[int], instruction
     return named_object_agreement(guess, env, seeds, instructions)
 
 
-def head_agreement(policy, env: SimEnv, seeds: range | list[int], instructions: list[str],
-                   role: str = "target") -> dict:
+def head_agreement(
+    policy, env: SimEnv, seeds: range | list[int], instructions: list[str], role: str = "target"
+) -> dict:
     """For a model trained with the grounding objective: how often the object nearest (in the plane)
     to where its head for `role` (target: aux.target_position, place_on: aux.place_position) says the
     named object is, is that object."""
@@ -74,8 +81,12 @@ def head_agreement(policy, env: SimEnv, seeds: range | list[int], instructions: 
     def guess(obs: dict, text: str) -> str:
         batch = policy.make_batch(obs, text)
         with torch.no_grad():
-            predicted = predict(batch["images"], batch["text_ids"], batch["text_mask"],
-                                model.proprio(batch["proprio"]))[0].cpu().numpy() / 10
+            predicted = (
+                predict(batch["images"], batch["text_ids"], batch["text_mask"], model.proprio(batch["proprio"]))[0]
+                .cpu()
+                .numpy()
+                / 10
+            )
         where = env.eef_pos + predicted  # metres, world frame
         return min(_objects(env), key=lambda name: float(np.linalg.norm(env.object_position(name)[:2] - where[:2])))
 
@@ -92,8 +103,13 @@ def grounding_probe(checkpoint: str, task: str = "pick", scenes: int = 20, seed:
         instructions = env.task.instructions("train")
         policy = Policy.from_checkpoint(checkpoint, device="cpu")
         seeds = range(seed, seed + scenes)
-        report = {"checkpoint": str(checkpoint), "task": task, "scenes": scenes, "instructions": len(instructions),
-                  "heads_for_named_object": heading_agreement(policy, env, seeds, instructions)}
+        report = {
+            "checkpoint": str(checkpoint),
+            "task": task,
+            "scenes": scenes,
+            "instructions": len(instructions),
+            "heads_for_named_object": heading_agreement(policy, env, seeds, instructions),
+        }
         if policy.config.model.aux.target_position:
             report["target_head_finds_named_object"] = head_agreement(policy, env, seeds, instructions)
         if policy.config.model.aux.place_position and any(env.task.parse(t).place_on for t in instructions):

@@ -18,8 +18,12 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 
 def rate_summary(successes: int, trials: int) -> dict:
     low, high = wilson_interval(successes, trials)
-    return {"successes": successes, "episodes": trials, "rate": successes / trials if trials else 0.0,
-            "wilson95": [round(low, 4), round(high, 4)]}
+    return {
+        "successes": successes,
+        "episodes": trials,
+        "rate": successes / trials if trials else 0.0,
+        "wilson95": [round(low, 4), round(high, 4)],
+    }
 
 
 def paired_comparison(reference: dict[str, bool], other: dict[str, bool]) -> dict:
@@ -33,6 +37,11 @@ def paired_comparison(reference: dict[str, bool], other: dict[str, bool]) -> dic
     lost = sum(reference[s] and not other[s] for s in seeds)  # solved by the reference only
     won = sum(other[s] and not reference[s] for s in seeds)  # solved by the other only
     discordant = won + lost
-    tail = sum(math.comb(discordant, k) for k in range(min(won, lost) + 1)) / 2 ** discordant
-    return {"episodes": len(seeds), "won": won, "lost": lost, "difference": won - lost,
-            "p_mcnemar": min(1.0, 2 * tail) if discordant else 1.0}
+    tail = sum(math.comb(discordant, k) for k in range(min(won, lost) + 1)) / 2**discordant
+    return {
+        "episodes": len(seeds),
+        "won": won,
+        "lost": lost,
+        "difference": won - lost,
+        "p_mcnemar": min(1.0, 2 * tail) if discordant else 1.0,
+    }

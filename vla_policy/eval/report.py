@@ -12,8 +12,13 @@ import numpy as np
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 
 
-def write_report(report: dict, out: str | Path, media_dir: str | Path | None = None,
-                 failure_videos: int = 10, success_videos: int = 3) -> Path:
+def write_report(
+    report: dict,
+    out: str | Path,
+    media_dir: str | Path | None = None,
+    failure_videos: int = 10,
+    success_videos: int = 3,
+) -> Path:
     """Write DIR/report.json; from `media_dir` (per-episode mp4 + npy written by the runner) keep
     the first `success_videos` successes and `failure_videos` failures in DIR/videos, plot, and
     delete the rest."""
@@ -32,8 +37,11 @@ def write_report(report: dict, out: str | Path, media_dir: str | Path | None = N
         source = media / f"seed_{r['seed']}.mp4"
         if source.exists():
             shutil.copy(source, videos / f"{_label(r)}_seed_{r['seed']}.mp4")
-    traces = {f"seed {r['seed']} ({_label(r)}): {r.get('instruction', '')}": np.load(media / f"seed_{r['seed']}.npy")
-              for r in successes[:1] + failures[:1] if (media / f"seed_{r['seed']}.npy").exists()}
+    traces = {
+        f"seed {r['seed']} ({_label(r)}): {r.get('instruction', '')}": np.load(media / f"seed_{r['seed']}.npy")
+        for r in successes[:1] + failures[:1]
+        if (media / f"seed_{r['seed']}.npy").exists()
+    }
     if traces:
         plot_actions(traces, out / "actions.png")
     shutil.rmtree(media, ignore_errors=True)
@@ -61,16 +69,26 @@ def plot_success(report: dict, path: Path) -> None:
     for ax, (label, rates) in zip(axes, groups):
         names = list(rates)
         values = [rates[n]["rate"] for n in names]
-        err = [[rates[n]["rate"] - rates[n]["wilson95"][0] for n in names],
-               [rates[n]["wilson95"][1] - rates[n]["rate"] for n in names]]
+        err = [
+            [rates[n]["rate"] - rates[n]["wilson95"][0] for n in names],
+            [rates[n]["wilson95"][1] - rates[n]["rate"] for n in names],
+        ]
         ax.bar(range(len(names)), values, yerr=err, capsize=2, color="tab:green")
-        ax.set_xticks(range(len(names)), [f"{n} (n={rates[n]['episodes']})" for n in names],
-                      rotation=60, ha="right", fontsize=6 if label == "instruction" else 8)
+        ax.set_xticks(
+            range(len(names)),
+            [f"{n} (n={rates[n]['episodes']})" for n in names],
+            rotation=60,
+            ha="right",
+            fontsize=6 if label == "instruction" else 8,
+        )
         ax.set_ylim(0, 1.05)
         ax.set_title(f"success per {label}")
     overall = report["overall"]
-    fig.suptitle(f"{report['task']} ({report['instructions']} instructions): {overall['successes']}/"
-                 f"{overall['episodes']} = {overall['rate']:.0%}, 95% CI {overall['wilson95']}", fontsize=9)
+    fig.suptitle(
+        f"{report['task']} ({report['instructions']} instructions): {overall['successes']}/"
+        f"{overall['episodes']} = {overall['rate']:.0%}, 95% CI {overall['wilson95']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

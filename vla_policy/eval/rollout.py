@@ -42,7 +42,9 @@ def rollout(
         if frame_callback is not None:
             frame_callback(obs)
         states.append(env.get_state())
-        label = None if labeler is None else np.clip(np.asarray(labeler.select_action(obs), dtype=np.float64), -1.0, 1.0)
+        label = (
+            None if labeler is None else np.clip(np.asarray(labeler.select_action(obs), dtype=np.float64), -1.0, 1.0)
+        )
         obs, reward, terminated, truncated, info = env.step(policy.select_action(obs))
         actions.append(info["action"] if label is None else label)
         rewards.append(reward)

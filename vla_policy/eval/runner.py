@@ -107,14 +107,22 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
         ep = rollout(env, timed, seed=seed, record_obs=False, frame_callback=keep)
         goal = ep.goal
         acted = env.task.acted_object(env, env.start_positions)
-        record.update(instruction=ep.instruction, skill=goal.get("skill"), target=goal.get("target"),
-                      success=ep.success, steps=len(ep), acted_object=acted,
-                      acted_on_named=acted == goal.get("target"), clipped_actions=ep.clipped_actions)
+        record.update(
+            instruction=ep.instruction,
+            skill=goal.get("skill"),
+            target=goal.get("target"),
+            success=ep.success,
+            steps=len(ep),
+            acted_object=acted,
+            acted_on_named=acted == goal.get("target"),
+            clipped_actions=ep.clipped_actions,
+        )
         if media_dir is not None:
             np.save(Path(media_dir) / f"seed_{seed}.npy", ep.actions)
     except Exception as err:  # noqa: BLE001 - reported per episode, never lost
-        record.update(instruction=env.instruction, error=f"{type(err).__name__}: {err}",
-                      traceback=traceback.format_exc(limit=5))
+        record.update(
+            instruction=env.instruction, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=5)
+        )
     if frames:
         from vla_policy.eval.video import write_video
 
@@ -142,15 +150,29 @@ def _worker_episode(seed: int, media_dir: str | None) -> dict:
 
 
 def _crashed(config: EnvConfig, seed: int, why: str) -> dict:
-    return {"task": config.task, "seed": seed, "success": False, "steps": 0, "inference_ms_p50": None,
-            "inference_ms_mean": None, "inference_ms_max": None, "error": f"WorkerCrashed: {why}"}
+    return {
+        "task": config.task,
+        "seed": seed,
+        "success": False,
+        "steps": 0,
+        "inference_ms_p50": None,
+        "inference_ms_mean": None,
+        "inference_ms_max": None,
+        "error": f"WorkerCrashed: {why}",
+    }
 
 
 class EnvRunner:
     """Seeded closed-loop episodes (seed, seed + 1, ...) of one env config, summarised."""
 
-    def __init__(self, config: EnvConfig, episodes: int, seed: int = 1_000_000, workers: int = 1,
-                 media_dir: str | Path | None = None):
+    def __init__(
+        self,
+        config: EnvConfig,
+        episodes: int,
+        seed: int = 1_000_000,
+        workers: int = 1,
+        media_dir: str | Path | None = None,
+    ):
         if episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
         if workers < 1:
@@ -164,14 +186,19 @@ class EnvRunner:
         start = time.perf_counter()
         if not isinstance(policy, dict):
             with SimEnv(self.config) as env:
-                records = [run_episode(env, policy, s, self.media_dir) for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")]
+                records = [
+                    run_episode(env, policy, s, self.media_dir)
+                    for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")
+                ]
             return summarize(records, self.config, {"kind": type(policy).__name__}, time.perf_counter() - start, 1)
         if ":" not in str(policy.get("kind")):
             POLICIES.get(policy.get("kind"))  # a typo fails here, not in every worker
         if self.workers == 1:
             _init(self.config, policy, {})
             try:
-                records = [_worker_episode(s, self.media_dir) for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")]
+                records = [
+                    _worker_episode(s, self.media_dir) for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")
+                ]
             finally:
                 _worker.pop("env").close()
         else:
@@ -207,7 +234,9 @@ class EnvRunner:
         started = manager.dict()
         ctx = mp.get_context("spawn")
         broken = False
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(self.config, spec, started)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init, initargs=(self.config, spec, started)
+        ) as pool:
             futures = {pool.submit(_worker_episode, s, self.media_dir): s for s in seeds}
             for fut in as_completed(futures):
                 try:
@@ -218,8 +247,14 @@ class EnvRunner:
         return broken, [s for s in seeds if s in started and s not in records]
 
 
-def evaluate(config: EnvConfig, policy_spec: dict, episodes: int, seed: int = 1_000_000, workers: int = 1,
-             media_dir: str | Path | None = None) -> dict:
+def evaluate(
+    config: EnvConfig,
+    policy_spec: dict,
+    episodes: int,
+    seed: int = 1_000_000,
+    workers: int = 1,
+    media_dir: str | Path | None = None,
+) -> dict:
     """Run `episodes` seeded episodes (seed, seed+1, ...) of a policy spec in worker processes."""
     return EnvRunner(config, episodes, seed, workers, media_dir).run(policy_spec)
 
@@ -235,8 +270,11 @@ def skill_average(per_skill: dict) -> dict:
     """The unweighted mean of the per-skill success rates (each skill counts once, however many
     episodes the task's goal mix gave it) and the fewest episodes any skill had."""
     rates = [s["rate"] for s in per_skill.values()]
-    return {"rate": sum(rates) / len(rates) if rates else 0.0, "skills": len(rates),
-            "min_episodes": min((s["episodes"] for s in per_skill.values()), default=0)}
+    return {
+        "rate": sum(rates) / len(rates) if rates else 0.0,
+        "skills": len(rates),
+        "min_episodes": min((s["episodes"] for s in per_skill.values()), default=0),
+    }
 
 
 def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed: float, workers: int) -> dict:
@@ -257,4 +295,3 @@ def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed
         "episodes_per_s": round(len(records) / elapsed, 3),
         "episodes": records,
     }
-

@@ -16,8 +16,14 @@ def _conv_trunk(keypoints: int) -> nn.Sequential:
     def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.GELU()]
 
-    return nn.Sequential(*block(3, 32, 2), *block(32, 64, 1), *block(64, 64, 2), *block(64, 64, 1),
-                         nn.Conv2d(64, keypoints, 1), SpatialSoftmax())
+    return nn.Sequential(
+        *block(3, 32, 2),
+        *block(32, 64, 1),
+        *block(64, 64, 2),
+        *block(64, 64, 1),
+        nn.Conv2d(64, keypoints, 1),
+        SpatialSoftmax(),
+    )
 
 
 class ConvBCModel(nn.Module):
@@ -29,8 +35,10 @@ class ConvBCModel(nn.Module):
         cams = len(config.vision.cameras)
         self.trunks = nn.ModuleList(_conv_trunk(keypoints) for _ in range(cams))
         self.mlp = nn.Sequential(
-            nn.Linear(cams * 2 * keypoints + proprio_dim, hidden), nn.GELU(),
-            nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(cams * 2 * keypoints + proprio_dim, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
             nn.Linear(hidden, config.chunk * config.action_dim),
         )
 

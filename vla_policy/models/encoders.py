@@ -63,8 +63,11 @@ class InstructedKeypoints(nn.Module):
         query = F.normalize(self.query(condition).view(b, self.count, f), dim=-1)  # (B, K, F)
         keys = F.normalize(self.key(features).flatten(2), dim=1)  # (B, F, H*W)
         attn = (self.log_scale.exp() * torch.einsum("bkf,bfn->bkn", query, keys)).softmax(-1)  # (B, K, H*W)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=features.device),
-                                torch.linspace(-1, 1, w, device=features.device), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=features.device),
+            torch.linspace(-1, 1, w, device=features.device),
+            indexing="ij",
+        )
         grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # (H*W, 2)
         xy = attn @ grid  # (B, K, 2)
         found = torch.einsum("bkn,bfn->bkf", attn, features.flatten(2))  # (B, K, F)
@@ -94,7 +97,8 @@ class ConvPatchStem(nn.Module):
         # One FiLM after each hidden conv's activation (net indices 2, 5, ...), keyed by that index.
         self.films = (
             nn.ModuleDict({str(i): FiLM(dim, self.net[i - 2].out_channels) for i in range(2, len(self.net), 3)})
-            if film else None
+            if film
+            else None
         )
 
     def forward(self, images: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -120,8 +124,18 @@ class VisionEncoder(nn.Module):
     `instructed_keypoints` > 0 each camera gets one more token: that many keypoints the condition
     chooses (InstructedKeypoints; without a condition their queries are the instruction-free bias)."""
 
-    def __init__(self, dim: int, heads: int, layers: int, image_size: int, patch_size: int, cameras: int,
-                 keypoints: int = 0, film: bool = False, instructed_keypoints: int = 0):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        layers: int,
+        image_size: int,
+        patch_size: int,
+        cameras: int,
+        keypoints: int = 0,
+        film: bool = False,
+        instructed_keypoints: int = 0,
+    ):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
@@ -130,14 +144,21 @@ class VisionEncoder(nn.Module):
         self.stem = ConvPatchStem(dim, patch_size, film)
         channels = self.stem.stride4_channels
         self.instructed = (
-            nn.ModuleDict({"find": InstructedKeypoints(dim, channels, instructed_keypoints),
-                           "project": nn.Linear(instructed_keypoints * (2 + channels), dim)})
-            if instructed_keypoints else None
+            nn.ModuleDict(
+                {
+                    "find": InstructedKeypoints(dim, channels, instructed_keypoints),
+                    "project": nn.Linear(instructed_keypoints * (2 + channels), dim),
+                }
+            )
+            if instructed_keypoints
+            else None
         )
         self.keypoints = (
-            nn.Sequential(nn.Conv2d(self.stem.stride4_channels, keypoints, 1), SpatialSoftmax(),
-                          nn.Linear(2 * keypoints, dim))
-            if keypoints else None
+            nn.Sequential(
+                nn.Conv2d(self.stem.stride4_channels, keypoints, 1), SpatialSoftmax(), nn.Linear(2 * keypoints, dim)
+            )
+            if keypoints
+            else None
         )
         self.position = nn.Parameter(torch.randn(self.patch_tokens, dim) * 0.02)
         self.camera = nn.Parameter(torch.randn(cameras, dim) * 0.02)
@@ -148,8 +169,13 @@ class VisionEncoder(nn.Module):
         """Whether the instruction conditions this encoder (FiLM or instructed keypoints)."""
         return self.stem.films is not None or self.instructed is not None
 
-    def forward(self, images: Tensor, camera_mask: Tensor | None = None,
-                condition: Tensor | None = None, with_features: bool = False):
+    def forward(
+        self,
+        images: Tensor,
+        camera_mask: Tensor | None = None,
+        condition: Tensor | None = None,
+        with_features: bool = False,
+    ):
         """(B, C, 3, S, S), optional (B, D) condition -> tokens (B, C*N, D), mask (B, C*N); a missing
         camera's tokens are masked. `with_features` also returns the stem's (B*C, F, S/4, S/4)
         stride-4 features (instructed_tokens can reuse them for another condition without FiLM)."""
@@ -170,7 +196,6 @@ class VisionEncoder(nn.Module):
             camera_mask = torch.ones(b, c, dtype=torch.bool, device=images.device)
         mask = camera_mask[:, :, None].expand(b, c, self.tokens_per_camera)
         return (x.flatten(1, 2), mask.flatten(1), features) if with_features else (x.flatten(1, 2), mask.flatten(1))
-
 
     def instructed_tokens(self, images: Tensor, condition: Tensor, features: Tensor | None = None) -> Tensor:
         """(B, C, 3, S, S), (B, D) condition -> (B, C, D) each camera's instructed-keypoint token

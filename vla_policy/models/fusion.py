@@ -7,8 +7,10 @@ Every fusion maps the encoded modalities to one context token set:
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
+
 from vla_policy.models.attention import (
     BidirectionalCrossAttention,
     CoAttention,
@@ -43,7 +45,9 @@ class Modalities:
 
     def concat(self, vision: Tensor | None = None, text: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """[text, proprio, vision] with their masks (optionally replacing vision/text tokens)."""
-        tokens = torch.cat([self.text if text is None else text, self.proprio, self.vision if vision is None else vision], 1)
+        tokens = torch.cat(
+            [self.text if text is None else text, self.proprio, self.vision if vision is None else vision], 1
+        )
         return tokens, torch.cat([self.text_mask, self.proprio_mask, self.vision_mask], 1)
 
 

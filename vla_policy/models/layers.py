@@ -56,7 +56,9 @@ class Attention(nn.Module):
             k, v = torch.cat([cached_kv[0], k], dim=2), torch.cat([cached_kv[1], v], dim=2)
         q = self.split(self.q(x))
         attn_mask = None if mask is None else mask[:, None]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
         b, h, n, dh = y.shape
         return self.out(y.transpose(1, 2).reshape(b, n, h * dh))  # (B, Nq, D)
 

@@ -60,8 +60,15 @@ class MiniLM(nn.Module):
         self.token_type = nn.Embedding(cfg["type_vocab_size"], d)
         self.norm = nn.LayerNorm(d, eps=cfg["layer_norm_eps"])
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d, self.heads, cfg["intermediate_size"], dropout=0.0,
-                                       activation="gelu", batch_first=True, layer_norm_eps=cfg["layer_norm_eps"])
+            nn.TransformerEncoderLayer(
+                d,
+                self.heads,
+                cfg["intermediate_size"],
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                layer_norm_eps=cfg["layer_norm_eps"],
+            )
             for _ in range(cfg["num_hidden_layers"])
         )
         self.dim = d
@@ -84,8 +91,14 @@ class MiniLM(nn.Module):
             layer.self_attn.out_proj.bias.data = w[p + "attention.output.dense.bias"]
             layer.norm1.weight.data = w[p + "attention.output.LayerNorm.weight"]
             layer.norm1.bias.data = w[p + "attention.output.LayerNorm.bias"]
-            layer.linear1.weight.data, layer.linear1.bias.data = w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]
-            layer.linear2.weight.data, layer.linear2.bias.data = w[p + "output.dense.weight"], w[p + "output.dense.bias"]
+            layer.linear1.weight.data, layer.linear1.bias.data = (
+                w[p + "intermediate.dense.weight"],
+                w[p + "intermediate.dense.bias"],
+            )
+            layer.linear2.weight.data, layer.linear2.bias.data = (
+                w[p + "output.dense.weight"],
+                w[p + "output.dense.bias"],
+            )
             layer.norm2.weight.data = w[p + "output.LayerNorm.weight"]
             layer.norm2.bias.data = w[p + "output.LayerNorm.bias"]
 
@@ -145,5 +158,9 @@ class TextEncoder(nn.Module):
             for i, feats in zip(todo, fresh):
                 if len(self._features) < 10_000:
                     self._features[keys[i]] = feats
-        return torch.stack([self._features[k] if k in self._features else self.backbone(ids[i : i + 1], mask[i : i + 1])[0]
-                            for i, k in enumerate(keys)])
+        return torch.stack(
+            [
+                self._features[k] if k in self._features else self.backbone(ids[i : i + 1], mask[i : i + 1])[0]
+                for i, k in enumerate(keys)
+            ]
+        )

@@ -41,8 +41,9 @@ class VLAModel(nn.Module):
         self.config = config
         d, cams = config.d_model, len(config.vision.cameras)
         v = config.vision
-        self.vision = VisionEncoder(d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film,
-                                     v.instructed_keypoints)
+        self.vision = VisionEncoder(
+            d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film, v.instructed_keypoints
+        )
         self.text = TextEncoder(config.text.kind, d, config.heads, config.text.layers, config.text.max_tokens)
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
@@ -79,8 +80,12 @@ class VLAModel(nn.Module):
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
         text = self.text(batch["text_ids"], batch["text_mask"])  # (B, L, D)
-        condition = masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None  # (B, D), as instruction_condition
-        vision, vision_mask, features = self.vision(batch["images"], batch["camera_mask"], condition, with_features=True)
+        condition = (
+            masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None
+        )  # (B, D), as instruction_condition
+        vision, vision_mask, features = self.vision(
+            batch["images"], batch["camera_mask"], condition, with_features=True
+        )
         proprio = self.proprio(batch["proprio"])  # (B, 1, D)
         if self.config.target_token:  # (B, 2, D): proprio, then where the named objects are thought to be
             instructed = vision.view(vision.shape[0], batch["images"].shape[1], -1, vision.shape[-1])[:, :, -1]
@@ -137,7 +142,9 @@ class VLAModel(nn.Module):
         """Every enabled loss, plus `total` (the weighted sum that is optimised)."""
         m = self.encode(batch)
         cache, prefix_mask, context = self.prefix(m, with_output=True)
-        losses = {"action": self.head.loss(self.suffix_runner(cache, prefix_mask), batch["actions"], batch["action_mask"])}
+        losses = {
+            "action": self.head.loss(self.suffix_runner(cache, prefix_mask), batch["actions"], batch["action_mask"])
+        }
         total = losses["action"]
         if self.world_model is not None:
             predicted = self._predict_future(cache, prefix_mask, batch["actions"])
@@ -208,8 +215,9 @@ class VLAModel(nn.Module):
         """The same for the object the named one is to be put on (aux.place_position) -> (B, 3) dm."""
         return self._decode(self.place_decoder, self._instructed(images, text_ids, text_mask), proprio)
 
-    def _instructed(self, images: Tensor, text_ids: Tensor, text_mask: Tensor,
-                    stem_features: Tensor | None = None) -> Tensor:
+    def _instructed(
+        self, images: Tensor, text_ids: Tensor, text_mask: Tensor, stem_features: Tensor | None = None
+    ) -> Tensor:
         """-> (B, C, D) each camera's instructed-keypoint token for this instruction."""
         return self.vision.instructed_tokens(images, self.instruction_condition(text_ids, text_mask), stem_features)
 
@@ -222,14 +230,21 @@ class VLAModel(nn.Module):
         """Asked with the instruction reworded to name a random object in one of its roles (the
         dataset draws it), so the answer cannot come from recognising the scene."""
         if "target_position" not in batch:
-            raise ValueError("aux.target_position needs the dataset's object_state and goals (collected by `vla collect`)")
-        instructed = self._instructed(batch["images"], batch["target_text_ids"], batch["target_text_mask"],
-                                      m.stem_features)
-        losses = {"target_position": F.smooth_l1_loss(self._decode(self.target_decoder, instructed, m.proprio),
-                                                      batch["target_position"])}
+            raise ValueError(
+                "aux.target_position needs the dataset's object_state and goals (collected by `vla collect`)"
+            )
+        instructed = self._instructed(
+            batch["images"], batch["target_text_ids"], batch["target_text_mask"], m.stem_features
+        )
+        losses = {
+            "target_position": F.smooth_l1_loss(
+                self._decode(self.target_decoder, instructed, m.proprio), batch["target_position"]
+            )
+        }
         if self.config.aux.place_position:
-            err = F.smooth_l1_loss(self._decode(self.place_decoder, instructed, m.proprio), batch["place_position"],
-                                   reduction="none").mean(-1)  # (B,)
+            err = F.smooth_l1_loss(
+                self._decode(self.place_decoder, instructed, m.proprio), batch["place_position"], reduction="none"
+            ).mean(-1)  # (B,)
             valid = batch["place_valid"].float()  # (B,) only goals that name a place count
             losses["place_position"] = (err * valid).sum() / valid.sum().clamp(min=1)
         return losses
@@ -243,7 +258,9 @@ class VLAModel(nn.Module):
         """(B, H, A) normalised actions, and the context cache they were sampled from."""
         m = self.encode(batch)
         cache, prefix_mask = self.prefix(m)
-        actions = self.head.sample(self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator)
+        actions = self.head.sample(
+            self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator
+        )
         return actions, cache, prefix_mask
 
     @torch.no_grad()

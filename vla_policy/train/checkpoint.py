@@ -1,10 +1,10 @@
 """Checkpoints without pickle: safetensors for tensors, JSON for everything else.
 
-    <dir>/model.safetensors     EMA weights (what inference loads); frozen MiniLM weights excluded
-    <dir>/config.json           the full Config
-    <dir>/norm_stats.json       normalisation statistics of the training data
-    <dir>/meta.json             step, metrics, dataset fingerprint, env_args, dt, proprio_dim
-    <dir>/train_state.safetensors + train_state.json   raw weights, optimizer, RNG (to resume)
+<dir>/model.safetensors     EMA weights (what inference loads); frozen MiniLM weights excluded
+<dir>/config.json           the full Config
+<dir>/norm_stats.json       normalisation statistics of the training data
+<dir>/meta.json             step, metrics, dataset fingerprint, env_args, dt, proprio_dim
+<dir>/train_state.safetensors + train_state.json   raw weights, optimizer, RNG (to resume)
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class CheckpointError(ValueError):
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith(FROZEN_PREFIXES)}
+    return {
+        k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith(FROZEN_PREFIXES)
+    }
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -54,8 +56,18 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(directory: str | Path, *, ema_model, model, optimizer, scheduler, config: Config,
-                    stats: NormStats, meta: dict, rng: dict) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    *,
+    ema_model,
+    model,
+    optimizer,
+    scheduler,
+    config: Config,
+    stats: NormStats,
+    meta: dict,
+    rng: dict,
+) -> Path:
     """Write a complete checkpoint atomically (to a temp dir, then rename)."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
@@ -69,11 +81,15 @@ def save_checkpoint(directory: str | Path, *, ema_model, model, optimizer, sched
     raw = {f"model.{k}": v for k, v in trainable_state(model).items()}
     rng_tensors = {f"rng.{k}": v for k, v in rng.items() if torch.is_tensor(v)}
     save_file({**raw, **optim_tensors, **rng_tensors}, str(tmp / "train_state.safetensors"))
-    (tmp / "train_state.json").write_text(json.dumps({
-        "optimizer": optim_meta,
-        "scheduler": scheduler.state_dict(),
-        "rng": {k: v for k, v in rng.items() if not torch.is_tensor(v)},
-    }))
+    (tmp / "train_state.json").write_text(
+        json.dumps(
+            {
+                "optimizer": optim_meta,
+                "scheduler": scheduler.state_dict(),
+                "rng": {k: v for k, v in rng.items() if not torch.is_tensor(v)},
+            }
+        )
+    )
     if directory.exists():
         old = directory.with_name(directory.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -111,8 +127,9 @@ def read_checkpoint_meta(path: str | Path) -> tuple[Config, NormStats, dict]:
     return config, stats, meta
 
 
-def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str,
-                 allow_missing: bool = False) -> list[str]:
+def load_weights(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str, allow_missing: bool = False
+) -> list[str]:
     """Strict load of the trainable weights; mismatches are named. With `allow_missing` (fine-tuning
     a model that has new heads) weights the checkpoint lacks keep their init; -> their names."""
     expected = trainable_state(model)
@@ -121,10 +138,14 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where
     unexpected = sorted(set(tensors) - set(expected))
     wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
     if missing or unexpected or wrong:
-        detail = "; ".join(f"{label}: {names[:5]}{' ...' if len(names) > 5 else ''}"
-                           for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if names)
-        raise CheckpointError(f"{where}: weights do not match this model's config ({detail}). "
-                              "Was it trained with a different config?")
+        detail = "; ".join(
+            f"{label}: {names[:5]}{' ...' if len(names) > 5 else ''}"
+            for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if names
+        )
+        raise CheckpointError(
+            f"{where}: weights do not match this model's config ({detail}). Was it trained with a different config?"
+        )
     model.load_state_dict(tensors, strict=False)
     return fresh
 
@@ -144,9 +165,9 @@ def load_train_state(path: str | Path, model, optimizer, scheduler) -> dict:
     path = Path(path)
     tensors = load_file(str(path / "train_state.safetensors"))
     state = json.loads((path / "train_state.json").read_text())
-    load_weights(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    load_weights(model, {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
     scheduler.load_state_dict(state["scheduler"])
     rng = dict(state["rng"])
-    rng.update({k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")})
+    rng.update({k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")})
     return rng

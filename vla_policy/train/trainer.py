@@ -103,9 +103,13 @@ class Trainer:
         train_ids, val_ids = split_demos(len(demos), t.val_fraction, t.seed)
         # Fine-tuning keeps the initial checkpoint's normalisation: new statistics would rescale
         # every input and target under its weights (measured: a DAgger fine-tune fell 82 -> 30/100).
-        self.stats = read_checkpoint_meta(t.init_from)[1] if t.init_from else compute_stats([demos[i] for i in train_ids])
+        self.stats = (
+            read_checkpoint_meta(t.init_from)[1] if t.init_from else compute_stats([demos[i] for i in train_ids])
+        )
         self.train_set = DemoWindows([demos[i] for i in train_ids], self.stats, config.model.chunk, self.device)
-        self.val_set = DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk, self.device) if val_ids else None
+        self.val_set = (
+            DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk, self.device) if val_ids else None
+        )
         del demos
         self.fingerprint = fingerprint(t.dataset)
         self.model = build_model(config.model, self.train_set.proprio_dim).to(self.device)
@@ -118,15 +122,16 @@ class Trainer:
         self.ema = AveragedModel(self.model, multi_avg_fn=warmup_ema(t.ema_decay), use_buffers=True)
         decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.requires_grad and p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=t.lr)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=t.lr
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))
         self.sampler = DistributedSampler(self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=t.seed)
         self.step, self.epoch, self.offset, self.best = 0, 0, 0, float("inf")
         self.train_seconds = 0.0  # wall time spent in train(), summed over resumes
         if resume:
             self._resume()
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model)
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model
 
     # ---------------------------------------------------------------- resume
     def _resume(self) -> None:
@@ -184,8 +189,11 @@ class Trainer:
             self.step += 1
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
-                last.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
-                            samples_per_s=samples / (time.perf_counter() - start))
+                last.update(
+                    step=self.step,
+                    lr=self.scheduler.get_last_lr()[0],
+                    samples_per_s=samples / (time.perf_counter() - start),
+                )
                 bar.set_postfix(loss=f"{last['total']:.4f}")
                 if log:
                     log.write(json.dumps(last) + "\n")
@@ -251,9 +259,15 @@ class Trainer:
 
     def _save(self, name: str, metrics: dict) -> None:
         meta = {
-            "step": self.step, "epoch": self.epoch, "offset": self.offset, "best": self.best,
-            "metrics": metrics, "dataset": str(self.config.train.dataset), "dataset_fingerprint": self.fingerprint,
-            "env_args": self.env_args, "dt": 1.0 / self.env_args["env_kwargs"].get("control_freq", 20),
+            "step": self.step,
+            "epoch": self.epoch,
+            "offset": self.offset,
+            "best": self.best,
+            "metrics": metrics,
+            "dataset": str(self.config.train.dataset),
+            "dataset_fingerprint": self.fingerprint,
+            "env_args": self.env_args,
+            "dt": 1.0 / self.env_args["env_kwargs"].get("control_freq", 20),
             "action_space": for_env(self.env_args).to_dict(),
             "proprio_dim": int(self.train_set.proprio_dim),
             "ema_n_averaged": int(self.ema.n_averaged.item()),
@@ -264,8 +278,17 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        save_checkpoint(self.ckpt_dir / name, ema_model=self.ema.module, model=self.model, optimizer=self.optimizer,
-                        scheduler=self.scheduler, config=self.config, stats=self.stats, meta=meta, rng=rng)
+        save_checkpoint(
+            self.ckpt_dir / name,
+            ema_model=self.ema.module,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            config=self.config,
+            stats=self.stats,
+            meta=meta,
+            rng=rng,
+        )
 
 
 def _config_diff(a: dict, b: dict, ignore: set[str], prefix: str = "") -> list[str]:

@@ -20,6 +20,8 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=True,
-    entry_points={"console_scripts": [f"{node} = {PACKAGE}.{node}:main" for node in NODES]
-                                     + [f"ros_demo = {PACKAGE}.closed_loop:main"]},
+    entry_points={
+        "console_scripts": [f"{node} = {PACKAGE}.{node}:main" for node in NODES]
+        + [f"ros_demo = {PACKAGE}.closed_loop:main"]
+    },
 )

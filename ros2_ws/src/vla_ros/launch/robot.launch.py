@@ -42,18 +42,33 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("output", default_value="twist", description="action | twist | joint_trajectory"),
         DeclareLaunchArgument("image_transport", default_value="raw", description="raw | compressed"),
         DeclareLaunchArgument("autostart", default_value="false", description="configure and activate at once"),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([FindPackageShare("vla_ros"), "config", "robot.yaml"]),
-                              description="policy_node parameters (joint names, limits, staleness)"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([FindPackageShare("vla_ros"), "config", "robot.yaml"]),
+            description="policy_node parameters (joint names, limits, staleness)",
+        ),
     ] + [DeclareLaunchArgument(arg, default_value=default) for arg, (_, default) in REMAPS.items()]
     policy = Node(
-        package="vla_ros", executable="policy_node", name="policy_node", output="screen",
-        parameters=[LaunchConfiguration("params_file"),
-                    {"checkpoint": LaunchConfiguration("checkpoint"), "device": LaunchConfiguration("device"),
-                     "control_rate_hz": LaunchConfiguration("control_rate_hz"), "output": LaunchConfiguration("output"),
-                     "image_transport": LaunchConfiguration("image_transport"),
-                     "autostart": LaunchConfiguration("autostart")}],
+        package="vla_ros",
+        executable="policy_node",
+        name="policy_node",
+        output="screen",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "checkpoint": LaunchConfiguration("checkpoint"),
+                "device": LaunchConfiguration("device"),
+                "control_rate_hz": LaunchConfiguration("control_rate_hz"),
+                "output": LaunchConfiguration("output"),
+                "image_transport": LaunchConfiguration("image_transport"),
+                "autostart": LaunchConfiguration("autostart"),
+            },
+        ],
         remappings=[(topic, LaunchConfiguration(arg)) for arg, (topic, _) in REMAPS.items()]
-        + [(f"{topic}/compressed", [LaunchConfiguration(arg), "/compressed"])
-           for arg, (topic, _) in REMAPS.items() if arg in ("agentview_topic", "wrist_topic")],
+        + [
+            (f"{topic}/compressed", [LaunchConfiguration(arg), "/compressed"])
+            for arg, (topic, _) in REMAPS.items()
+            if arg in ("agentview_topic", "wrist_topic")
+        ],
     )
     return LaunchDescription(arguments + [policy])

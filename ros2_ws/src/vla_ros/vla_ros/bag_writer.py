@@ -61,8 +61,7 @@ class BagWriter:
             self._open()
         if topic not in self._channels:
             self._channels[topic] = self._register(topic)
-        self._writer.add_message(self._channels[topic], log_time=log_time_ns, data=serialized,
-                                 publish_time=log_time_ns)
+        self._writer.add_message(self._channels[topic], log_time=log_time_ns, data=serialized, publish_time=log_time_ns)
         current = self.files[-1]
         current.start, current.end = min(current.start, log_time_ns), max(current.end, log_time_ns)
         current.count += 1
@@ -107,15 +106,30 @@ class BagWriter:
             "starting_time": {"nanoseconds_since_epoch": start},
             "message_count": sum(f.count for f in done),
             "topics_with_message_count": [
-                {"topic_metadata": {"name": t.name, "type": t.type, "serialization_format": "cdr",
-                                    "offered_qos_profiles": t.qos, "type_description_hash": ""},
-                 "message_count": t.count}
-                for t in self.topics.values() if t.count
+                {
+                    "topic_metadata": {
+                        "name": t.name,
+                        "type": t.type,
+                        "serialization_format": "cdr",
+                        "offered_qos_profiles": t.qos,
+                        "type_description_hash": "",
+                    },
+                    "message_count": t.count,
+                }
+                for t in self.topics.values()
+                if t.count
             ],
             "compression_format": "",
             "compression_mode": "",
-            "files": [{"path": f.path, "starting_time": {"nanoseconds_since_epoch": f.start},
-                       "duration": {"nanoseconds": f.end - f.start}, "message_count": f.count} for f in done],
+            "files": [
+                {
+                    "path": f.path,
+                    "starting_time": {"nanoseconds_since_epoch": f.start},
+                    "duration": {"nanoseconds": f.end - f.start},
+                    "message_count": f.count,
+                }
+                for f in done
+            ],
             "custom_data": None,
             "ros_distro": os.environ.get("ROS_DISTRO", "kilted"),
         }

@@ -25,15 +25,21 @@ from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import String
 
 from vla_ros.closed_loop import CONFIG_DIR, SHIPPED_CHECKPOINT, node_command, ros_processes
-from vla_ros.timing import loop_stats, percentile_ms
 from vla_ros.policy_node import SUCCESS, PolicyNode
-
+from vla_ros.timing import loop_stats, percentile_ms
 
 WARMUP_S = 10.0
 
 
-def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_dir: Path = Path("runs/bench_ros"),
-              overrides: list[str] = (), sim_cpus: str = "", policy_cpus: str = "") -> dict:
+def bench_ros(
+    checkpoint: str | Path,
+    seconds: float,
+    device: str = "auto",
+    log_dir: Path = Path("runs/bench_ros"),
+    overrides: list[str] = (),
+    sim_cpus: str = "",
+    policy_cpus: str = "",
+) -> dict:
     """`overrides`: extra policy_node parameters as name:=value (e.g. replan_period_ms:=100.0).
     `sim_cpus` / `policy_cpus`: CPU lists ("0", "1-3") to pin sim_node and this process to, as a
     robot's drivers would run beside the policy computer rather than on its cores; "": unpinned."""
@@ -44,15 +50,27 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
     if policy_cpus:
         os.sched_setaffinity(0, cpu_list(policy_cpus))  # before the node's threads exist: they inherit it
     with ros_processes({"sim_node": sim}, domain, log_dir):
-        rclpy.init(domain_id=domain, args=["--ros-args", "--params-file", str(CONFIG_DIR / "policy.yaml"),
-                                           "-p", f"checkpoint:={checkpoint}", "-p", f"device:={device}",
-                                           *[arg for o in overrides for arg in ("-p", o)]])
+        rclpy.init(
+            domain_id=domain,
+            args=[
+                "--ros-args",
+                "--params-file",
+                str(CONFIG_DIR / "policy.yaml"),
+                "-p",
+                f"checkpoint:={checkpoint}",
+                "-p",
+                f"device:={device}",
+                *[arg for o in overrides for arg in ("-p", o)],
+            ],
+        )
         node = PolicyNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         try:
-            assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS, "policy_node did not start"
+            assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS, (
+                "policy_node did not start"
+            )
             spinner.start()
             period = 1.0 / node.param("control_rate_hz")
             deadline = time.monotonic() + 120
@@ -87,11 +105,23 @@ def bench_ros(checkpoint: str | Path, seconds: float, device: str = "auto", log_
             node.destroy_node()
             rclpy.try_shutdown()
     return {
-        "benchmark": "ros", "checkpoint": str(checkpoint), "device": device, "seconds_per_phase": seconds,
-        "policy_node_overrides": list(overrides), "sim_cpus": sim_cpus or "all", "policy_cpus": policy_cpus or "all",
-        "control_rate_hz_target": 1.0 / period, "idle": idle, "running": running,
+        "benchmark": "ros",
+        "checkpoint": str(checkpoint),
+        "device": device,
+        "seconds_per_phase": seconds,
+        "policy_node_overrides": list(overrides),
+        "sim_cpus": sim_cpus or "all",
+        "policy_cpus": policy_cpus or "all",
+        "control_rate_hz_target": 1.0 / period,
+        "idle": idle,
+        "running": running,
         "jitter_p99_ratio_running_to_idle": round(running["jitter_p99_ms"] / max(idle["jitter_p99_ms"], 1e-9), 2),
-        "goals": {"rate_hz": ">= 50", "jitter_p99_ms": "< 2", "ratio": "<= 1.5", "camera_stamp_to_action_p95_ms": "< 40"},
+        "goals": {
+            "rate_hz": ">= 50",
+            "jitter_p99_ms": "< 2",
+            "ratio": "<= 1.5",
+            "camera_stamp_to_action_p95_ms": "< 40",
+        },
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
 
@@ -106,8 +136,9 @@ def cpu_list(text: str) -> set[int]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="vla bench ros", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="vla bench ros", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     p.add_argument("--seconds", type=float, default=30.0, help="per phase")
     p.add_argument("--device", default="auto")
@@ -116,8 +147,14 @@ def main(argv=None) -> int:
     p.add_argument("--sim-cpus", default="", help='pin sim_node to these CPUs (e.g. "0"); default: unpinned')
     p.add_argument("--policy-cpus", default="", help='pin policy_node to these CPUs (e.g. "1"); default: unpinned')
     args = p.parse_args(argv)
-    result = bench_ros(args.checkpoint, args.seconds, args.device, overrides=args.set,
-                       sim_cpus=args.sim_cpus, policy_cpus=args.policy_cpus)
+    result = bench_ros(
+        args.checkpoint,
+        args.seconds,
+        args.device,
+        overrides=args.set,
+        sim_cpus=args.sim_cpus,
+        policy_cpus=args.policy_cpus,
+    )
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

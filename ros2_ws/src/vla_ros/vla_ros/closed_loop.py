@@ -61,8 +61,10 @@ def find_executable(name: str) -> str:
     beside = Path(sys.executable).parent / name
     path = str(beside) if beside.is_file() else shutil.which(name)
     if path is None:
-        raise FileNotFoundError(f"executable {name!r} is neither in {beside.parent} nor on PATH; install the package "
-                                f"(pip install -e ros2_ws/src/vla_ros, or colcon build and source install/setup.bash)")
+        raise FileNotFoundError(
+            f"executable {name!r} is neither in {beside.parent} nor on PATH; install the package "
+            f"(pip install -e ros2_ws/src/vla_ros, or colcon build and source install/setup.bash)"
+        )
     return path
 
 
@@ -78,8 +80,13 @@ def node_command(executable: str, params_file: str | None, overrides: dict) -> l
 def ros_processes(commands: dict[str, list[str]], domain_id: int, log_dir: Path):
     """Start each command (with ROS_DOMAIN_ID) logging to log_dir/<name>.log; stop them all on exit."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(domain_id),
+        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "PYTHONUNBUFFERED": "1",
+    }
     procs = {}
     try:
         for name, command in commands.items():
@@ -99,14 +106,25 @@ def ros_processes(commands: dict[str, list[str]], domain_id: int, log_dir: Path)
             log.close()
 
 
-def sim_demo_commands(checkpoint: str | Path, task: str = "tabletop", device: str = "auto", seed: int = 1_000_000,
-                      record: str | None = None, sim: dict | None = None, policy: dict | None = None) -> dict[str, list[str]]:
+def sim_demo_commands(
+    checkpoint: str | Path,
+    task: str = "tabletop",
+    device: str = "auto",
+    seed: int = 1_000_000,
+    record: str | None = None,
+    sim: dict | None = None,
+    policy: dict | None = None,
+) -> dict[str, list[str]]:
     """sim_demo.launch.py's nodes as commands; `sim`/`policy` add parameter overrides."""
     commands = {
-        "sim_node": node_command("sim_node", CONFIG_DIR / "sim.yaml",
-                                 {"task": task, "seed": seed, "start_paused": True, **(sim or {})}),
-        "policy_node": node_command("policy_node", CONFIG_DIR / "policy.yaml",
-                                    {"checkpoint": str(checkpoint), "device": device, **(policy or {})}),
+        "sim_node": node_command(
+            "sim_node", CONFIG_DIR / "sim.yaml", {"task": task, "seed": seed, "start_paused": True, **(sim or {})}
+        ),
+        "policy_node": node_command(
+            "policy_node",
+            CONFIG_DIR / "policy.yaml",
+            {"checkpoint": str(checkpoint), "device": device, **(policy or {})},
+        ),
     }
     if record:
         commands["recorder_node"] = node_command("recorder_node", CONFIG_DIR / "recorder.yaml", {"output": record})
@@ -158,15 +176,29 @@ class Driver(Node):
         start, self.keep_frames = time.monotonic(), True
         self.spin_until(lambda: self.ended is not None, timeout, f"episode {index} to end")
         self.keep_frames = False
-        return {"episode": index, "success": bool(self.ended), "seconds": round(time.monotonic() - start, 2),
-                "instruction": self.instruction, "diagnostics": dict(self.diagnostics),
-                "surprise": [round(float(x), 5) for x in self.surprises]}
+        return {
+            "episode": index,
+            "success": bool(self.ended),
+            "seconds": round(time.monotonic() - start, 2),
+            "instruction": self.instruction,
+            "diagnostics": dict(self.diagnostics),
+            "surprise": [round(float(x), 5) for x in self.surprises],
+        }
 
 
-def run_closed_loop(checkpoint: str | Path, episodes: int, out: str | Path, task: str = "tabletop",
-                    device: str = "auto", seed: int = 1_000_000, record: str | None = None,
-                    episode_timeout: float = 120.0, sim: dict | None = None, policy: dict | None = None,
-                    on_running=None) -> dict:
+def run_closed_loop(
+    checkpoint: str | Path,
+    episodes: int,
+    out: str | Path,
+    task: str = "tabletop",
+    device: str = "auto",
+    seed: int = 1_000_000,
+    record: str | None = None,
+    episode_timeout: float = 120.0,
+    sim: dict | None = None,
+    policy: dict | None = None,
+    on_running=None,
+) -> dict:
     """Run `episodes` episodes through the two nodes; returns (and writes to out/report.json) a summary.
     `on_running(driver)` is called once the policy is active (benchmarks measure there)."""
     out = Path(out)
@@ -178,17 +210,20 @@ def run_closed_loop(checkpoint: str | Path, episodes: int, out: str | Path, task
         rclpy.init(domain_id=domain_id)
         driver = Driver()
         try:
+
             def alive() -> bool:
                 dead = [n for n, p in procs.items() if p.poll() is not None]
                 if dead:
                     raise RuntimeError(f"{dead} exited early; see {out / 'logs'}")
                 return True
 
-            driver.spin_until(lambda: alive() and driver.diagnostics.get("state") == "active", 120,
-                              "policy_node to become active")
+            driver.spin_until(
+                lambda: alive() and driver.diagnostics.get("state") == "active", 120, "policy_node to become active"
+            )
             if record:  # the recorder must be listening before the first episode starts
-                driver.spin_until(lambda: alive() and driver.count_subscribers("sim/episode") >= 2, 60,
-                                  "recorder_node to subscribe")
+                driver.spin_until(
+                    lambda: alive() and driver.count_subscribers("sim/episode") >= 2, 60, "recorder_node to subscribe"
+                )
             if on_running is not None:
                 on_running(driver)
             for index in range(episodes):
@@ -198,22 +233,34 @@ def run_closed_loop(checkpoint: str | Path, episodes: int, out: str | Path, task
                 results.append(result)
                 if driver.frames:
                     videos.append(str(write_video(out / f"episode_{index}.mp4", driver.frames)))
-                print(f"episode {index}  {'SUCCESS' if result['success'] else 'FAIL   '}  {result['seconds']:5.1f} s  "
-                      f"\"{result['instruction']}\"  (policy: {driver.diagnostics_message}, inference p50 "
-                      f"{result['diagnostics'].get('inference_p50_ms', '?')} ms)", flush=True)
+                print(
+                    f"episode {index}  {'SUCCESS' if result['success'] else 'FAIL   '}  {result['seconds']:5.1f} s  "
+                    f'"{result["instruction"]}"  (policy: {driver.diagnostics_message}, inference p50 '
+                    f"{result['diagnostics'].get('inference_p50_ms', '?')} ms)",
+                    flush=True,
+                )
         finally:
             driver.destroy_node()
             rclpy.try_shutdown()
-    summary = {"checkpoint": str(checkpoint), "task": task, "episodes": len(results),
-               "successes": sum(r["success"] for r in results), "results": results, "videos": videos,
-               "wall_s": round(time.monotonic() - started, 1), "record": record}
+    summary = {
+        "checkpoint": str(checkpoint),
+        "task": task,
+        "episodes": len(results),
+        "successes": sum(r["success"] for r in results),
+        "results": results,
+        "videos": videos,
+        "wall_s": round(time.monotonic() - started, 1),
+        "record": record,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="ros_demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ros_demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     p.add_argument("--task", default="tabletop")
     p.add_argument("--episodes", type=int, default=3)
@@ -223,8 +270,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/demo")
     args = p.parse_args(argv)
     summary = run_closed_loop(args.checkpoint, args.episodes, args.out, args.task, args.device, args.seed, args.record)
-    print(f"{summary['successes']}/{summary['episodes']} successful through ROS 2 (sim_node + policy_node), "
-          f"{summary['wall_s']} s; videos in {args.out}; report {Path(args.out) / 'report.json'}")
+    print(
+        f"{summary['successes']}/{summary['episodes']} successful through ROS 2 (sim_node + policy_node), "
+        f"{summary['wall_s']} s; videos in {args.out}; report {Path(args.out) / 'report.json'}"
+    )
     return 0
 
 

@@ -55,8 +55,10 @@ def seconds_to_duration(seconds: float) -> Duration:
 # --------------------------------------------------------------------- images
 def _check_size(height: int, width: int, max_pixels: int | None) -> None:
     if max_pixels is not None and height * width > max_pixels:
-        raise InvalidMessage(f"image is {width}x{height} = {height * width} pixels; at most {max_pixels} "
-                             f"are accepted (parameter max_image_pixels)")
+        raise InvalidMessage(
+            f"image is {width}x{height} = {height * width} pixels; at most {max_pixels} "
+            f"are accepted (parameter max_image_pixels)"
+        )
 
 
 def image_to_numpy(msg: Image, max_pixels: int | None = None) -> np.ndarray:
@@ -69,8 +71,9 @@ def image_to_numpy(msg: Image, max_pixels: int | None = None) -> np.ndarray:
         raise InvalidMessage(str(error)) from None
 
 
-def compressed_image_to_numpy(msg: CompressedImage, max_pixels: int | None = None,
-                              max_bytes: int | None = None) -> np.ndarray:
+def compressed_image_to_numpy(
+    msg: CompressedImage, max_pixels: int | None = None, max_bytes: int | None = None
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a jpeg/png CompressedImage (image_transport's compressed
     transport). Size limits are checked on the bytes and on the header before decoding."""
     if max_bytes is not None and len(msg.data) > max_bytes:
@@ -81,8 +84,9 @@ def compressed_image_to_numpy(msg: CompressedImage, max_pixels: int | None = Non
             width, height = header.size
             kind = header.format
     except Exception as error:  # PIL raises several types for garbage
-        raise InvalidMessage(f"compressed image (format {brief(msg.format, 40)!r}) is not a readable jpeg/png: "
-                             f"{brief(str(error), 80)}") from None
+        raise InvalidMessage(
+            f"compressed image (format {brief(msg.format, 40)!r}) is not a readable jpeg/png: {brief(str(error), 80)}"
+        ) from None
     if kind not in ("JPEG", "PNG"):
         raise InvalidMessage(f"compressed image is {kind}; jpeg or png are accepted")
     _check_size(height, width, max_pixels)
@@ -92,10 +96,15 @@ def compressed_image_to_numpy(msg: CompressedImage, max_pixels: int | None = Non
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def numpy_to_compressed_image(pixels: np.ndarray, stamp: Time, kind: str = "jpeg", quality: int = 95) -> CompressedImage:
+def numpy_to_compressed_image(
+    pixels: np.ndarray, stamp: Time, kind: str = "jpeg", quality: int = 95
+) -> CompressedImage:
     """A CompressedImage as image_transport's compressed publisher makes it (format `rgb8; jpeg compressed bgr8`)."""
-    ok, data = cv2.imencode(f".{'jpg' if kind == 'jpeg' else kind}", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, quality] if kind == "jpeg" else [])
+    ok, data = cv2.imencode(
+        f".{'jpg' if kind == 'jpeg' else kind}",
+        cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, quality] if kind == "jpeg" else [],
+    )
     if not ok:
         raise ValueError(f"could not encode a {pixels.shape} image as {kind}")
     msg = CompressedImage(format=f"rgb8; {kind} compressed bgr8", data=data.tobytes())
@@ -112,7 +121,7 @@ def fit_image(pixels: np.ndarray, size: int) -> np.ndarray:
     if side <= size:
         return pixels
     top, left = (h - side) // 2, (w - side) // 2
-    return cv2.resize(pixels[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(pixels[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
 
 
 # --------------------------------------------------------------- instructions
@@ -122,14 +131,18 @@ def instruction_text(data, max_chars: int) -> str:
     if not isinstance(data, str):
         raise InvalidMessage(f"instruction is {type(data).__name__}, not text")
     if len(data) > max_chars:
-        raise InvalidMessage(f"instruction has {len(data)} characters; at most {max_chars} are accepted "
-                             f"(parameter max_instruction_chars): {brief(data, 60)!r}")
+        raise InvalidMessage(
+            f"instruction has {len(data)} characters; at most {max_chars} are accepted "
+            f"(parameter max_instruction_chars): {brief(data, 60)!r}"
+        )
     if "\ufffd" in data:  # what rclpy decodes invalid UTF-8 bytes to
         raise InvalidMessage(f"instruction is not valid UTF-8: {brief(data, 60)!r}")
     bad = sorted({c for c in data if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") and c not in "\t\n"})
     if bad:
-        raise InvalidMessage(f"instruction carries control or unassigned characters {brief([hex(ord(c)) for c in bad], 60)}: "
-                             f"{brief(data, 60)!r}")
+        raise InvalidMessage(
+            f"instruction carries control or unassigned characters {brief([hex(ord(c)) for c in bad], 60)}: "
+            f"{brief(data, 60)!r}"
+        )
     return " ".join(data.split())
 
 
@@ -137,7 +150,9 @@ def numpy_to_image(pixels: np.ndarray, stamp: Time, frame_id: str = "") -> Image
     """An rgb8 Image from (H, W, 3) uint8 RGB."""
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
-    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8", is_bigendian=0, step=pixels.shape[1] * 3)
+    msg = Image(
+        height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8", is_bigendian=0, step=pixels.shape[1] * 3
+    )
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
     msg.data = np.ascontiguousarray(pixels).tobytes()
     return msg
@@ -161,8 +176,9 @@ def joint_state_to_numpy(msg: JointState, names: list[str]) -> np.ndarray:
     return positions
 
 
-def numpy_to_joint_state(names: list[str], positions: np.ndarray, velocities: np.ndarray | None,
-                         stamp: Time) -> JointState:
+def numpy_to_joint_state(
+    names: list[str], positions: np.ndarray, velocities: np.ndarray | None, stamp: Time
+) -> JointState:
     msg = JointState(name=list(names), position=[float(x) for x in positions])
     if velocities is not None:
         msg.velocity = [float(x) for x in velocities]
@@ -227,7 +243,9 @@ def twist_to_action(twist: TwistStamped, gripper: float, space: ActionSpace, ste
     if not np.all(np.isfinite(linear + angular)):
         raise InvalidMessage(f"twist carries NaN/inf: {linear + angular}")
     if twist.header.frame_id not in ("", space.frame):
-        raise InvalidMessage(f"twist is in frame {brief(twist.header.frame_id, 40)!r}; this robot takes {space.frame!r}")
+        raise InvalidMessage(
+            f"twist is in frame {brief(twist.header.frame_id, 40)!r}; this robot takes {space.frame!r}"
+        )
     return space.from_velocity(linear, angular, gripper, step_dt)
 
 
@@ -239,17 +257,25 @@ def msg_to_gripper(msg: Float64MultiArray) -> float:
     return float(values.mean())
 
 
-def joint_targets_to_trajectory(chunk: ActionChunk, joint_names: list[str], start: Time, from_time: float) -> JointTrajectory:
+def joint_targets_to_trajectory(
+    chunk: ActionChunk, joint_names: list[str], start: Time, from_time: float
+) -> JointTrajectory:
     """A joint-position chunk (joint_trajectory_controller's input) from `from_time` seconds after
     its anchor: the points still ahead, each with its `time_from_start`."""
     if chunk.action_space != "joint_position":
-        raise ValueError(f"a JointTrajectory command needs a joint_position checkpoint; this chunk is {chunk.action_space!r}")
+        raise ValueError(
+            f"a JointTrajectory command needs a joint_position checkpoint; this chunk is {chunk.action_space!r}"
+        )
     first = max(0, int(math.ceil(from_time / chunk.dt - 1e-9)))
     msg = JointTrajectory(joint_names=list(joint_names))
     msg.header.stamp = start
-    msg.points = [JointTrajectoryPoint(positions=[float(x) for x in chunk.actions[i, : len(joint_names)]],
-                                       time_from_start=seconds_to_duration((i - first + 1) * chunk.dt))
-                  for i in range(first, len(chunk))]
+    msg.points = [
+        JointTrajectoryPoint(
+            positions=[float(x) for x in chunk.actions[i, : len(joint_names)]],
+            time_from_start=seconds_to_duration((i - first + 1) * chunk.dt),
+        )
+        for i in range(first, len(chunk))
+    ]
     return msg
 
 

@@ -40,10 +40,27 @@ from vla_ros.qos import RELIABLE, SENSOR
 ARM, GRIPPER = PARAMETERS["arm_joint_names"], PARAMETERS["gripper_joint_names"]
 CAMERAS = ("agentview", "wrist")
 SENSOR_KINDS = (  # malformed sensor messages: each must be refused
-    "mono16_encoding", "data_too_short", "data_too_long", "zero_size", "step_too_small", "frame_4k", "frame_8k",
-    "joints_nan", "joints_inf", "joints_unknown_names", "joints_missing", "joints_duplicated", "joints_length_mismatch",
-    "joints_10000_names", "pose_nan", "pose_not_unit_quaternion", "pose_zero_quaternion",
-    "camera_stamp_5s_ahead", "camera_stamp_5s_behind", "camera_stamp_years_ahead", "joints_stamp_5s_ahead",
+    "mono16_encoding",
+    "data_too_short",
+    "data_too_long",
+    "zero_size",
+    "step_too_small",
+    "frame_4k",
+    "frame_8k",
+    "joints_nan",
+    "joints_inf",
+    "joints_unknown_names",
+    "joints_missing",
+    "joints_duplicated",
+    "joints_length_mismatch",
+    "joints_10000_names",
+    "pose_nan",
+    "pose_not_unit_quaternion",
+    "pose_zero_quaternion",
+    "camera_stamp_5s_ahead",
+    "camera_stamp_5s_behind",
+    "camera_stamp_years_ahead",
+    "joints_stamp_5s_ahead",
 )
 INSTRUCTION_KINDS = ("instruction_100kB", "instruction_control_chars", "instruction_invalid_utf8")  # each must hold
 RARE = {"frame_4k": 2.0, "frame_8k": 0.5, "joints_10000_names": 5.0}  # at most this many per second (they are big)
@@ -60,7 +77,12 @@ class HostileRobot(Node):
         self.instruction = self.create_publisher(String, "vla/instruction", RELIABLE)
         self.actions: list[tuple[float, np.ndarray]] = []
         self.diagnostics: list[tuple[float, str, dict]] = []
-        self.create_subscription(Float64MultiArray, "vla/action", lambda m: self.actions.append((time.monotonic(), np.asarray(m.data))), RELIABLE)
+        self.create_subscription(
+            Float64MultiArray,
+            "vla/action",
+            lambda m: self.actions.append((time.monotonic(), np.asarray(m.data))),
+            RELIABLE,
+        )
         self.create_subscription(DiagnosticArray, "diagnostics", self._on_diagnostics, RELIABLE)
         self.rng = np.random.default_rng(0)
         self.frame = self.rng.integers(0, 255, (128, 128, 3), np.uint8)
@@ -80,7 +102,9 @@ class HostileRobot(Node):
         stamp = self.stamp()
         for pub in self.images.values():
             pub.publish(conv.numpy_to_image(self.frame, stamp))
-        self.joints.publish(conv.numpy_to_joint_state(ARM + GRIPPER, np.r_[np.linspace(-0.5, 0.5, 7), 0.02, -0.02], None, stamp))
+        self.joints.publish(
+            conv.numpy_to_joint_state(ARM + GRIPPER, np.r_[np.linspace(-0.5, 0.5, 7), 0.02, -0.02], None, stamp)
+        )
         self.pose.publish(conv.numpy_to_pose([0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], stamp, "world"))
 
     def hostile(self, kind: str) -> bool:
@@ -111,7 +135,9 @@ class HostileRobot(Node):
         elif kind in self.big:
             image = conv.numpy_to_image(self.big[kind], stamp)
         elif kind.startswith("camera_stamp"):
-            offset = {"camera_stamp_5s_ahead": 5.0, "camera_stamp_5s_behind": -5.0, "camera_stamp_years_ahead": 3e8}[kind]
+            offset = {"camera_stamp_5s_ahead": 5.0, "camera_stamp_5s_behind": -5.0, "camera_stamp_years_ahead": 3e8}[
+                kind
+            ]
             image.header.stamp = self.stamp(offset)
         elif kind.startswith("joints") or kind.startswith("pose"):
             return self._publish_state(kind, stamp, joints)
@@ -139,7 +165,11 @@ class HostileRobot(Node):
         elif kind == "joints_stamp_5s_ahead":
             joints.header.stamp = self.stamp(5.0)
         elif kind.startswith("pose"):
-            quat = {"pose_nan": [1, 0, 0, 0], "pose_not_unit_quaternion": [3.0, 0, 0, 0], "pose_zero_quaternion": [0, 0, 0, 0]}[kind]
+            quat = {
+                "pose_nan": [1, 0, 0, 0],
+                "pose_not_unit_quaternion": [3.0, 0, 0, 0],
+                "pose_zero_quaternion": [0, 0, 0, 0],
+            }[kind]
             pos = [float("nan"), 0, 0] if kind == "pose_nan" else [0.5, 0, 1.0]
             return self.pose.publish(conv.numpy_to_pose(pos, quat, stamp, "world"))
         self.joints.publish(joints)
@@ -167,25 +197,46 @@ class HostileRobot(Node):
             rclpy.spin_once(self, timeout_sec=0.0005)
 
 
-def run(checkpoint: Path, out_dir: Path, phases: int = 4, phase_s: float = 6.0, hostile_hz: float = 250.0,
-        skip: tuple[str, ...] = (), overrides: dict | None = None, transports: str = "LARGE_DATA") -> dict:
+def run(
+    checkpoint: Path,
+    out_dir: Path,
+    phases: int = 4,
+    phase_s: float = 6.0,
+    hostile_hz: float = 250.0,
+    skip: tuple[str, ...] = (),
+    overrides: dict | None = None,
+    transports: str = "LARGE_DATA",
+) -> dict:
     domain = random.Random(os.getpid() ^ time.time_ns()).randrange(1, 200)
     os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = transports  # this process and the node's
     unknown = set(skip) - set(SENSOR_KINDS + INSTRUCTION_KINDS)
     if unknown:
         raise ValueError(f"unknown kinds {sorted(unknown)}; kinds: {SENSOR_KINDS + INSTRUCTION_KINDS}")
-    command = node_command("policy_node", CONFIG_DIR / "policy.yaml",
-                           {"checkpoint": str(checkpoint), "device": "cpu", **(overrides or {})})
+    command = node_command(
+        "policy_node", CONFIG_DIR / "policy.yaml", {"checkpoint": str(checkpoint), "device": "cpu", **(overrides or {})}
+    )
     with ros_processes({"policy_node": command}, domain, out_dir) as procs:
         rclpy.init(domain_id=domain)
         robot = HostileRobot()
         try:
             sensor = tuple(k for k in SENSOR_KINDS if k not in skip)
             instruction = tuple(k for k in INSTRUCTION_KINDS if k not in skip)
-            result = _measure(robot, psutil.Process(procs["policy_node"].pid), procs["policy_node"], phases, phase_s,
-                              hostile_hz, sensor, instruction)
-            return {**result, "skipped_kinds": list(skip), "policy_node_overrides": overrides or {},
-                    "fastdds_builtin_transports": transports}
+            result = _measure(
+                robot,
+                psutil.Process(procs["policy_node"].pid),
+                procs["policy_node"],
+                phases,
+                phase_s,
+                hostile_hz,
+                sensor,
+                instruction,
+            )
+            return {
+                **result,
+                "skipped_kinds": list(skip),
+                "policy_node_overrides": overrides or {},
+                "fastdds_builtin_transports": transports,
+            }
         finally:
             robot.destroy_node()
             rclpy.try_shutdown()
@@ -195,8 +246,16 @@ def _moving(actions, since: float, until: float = float("inf")) -> int:
     return sum(1 for t, a in actions if since <= t < until and np.any(a[:-1] != 0.0))
 
 
-def _measure(robot: HostileRobot, process: psutil.Process, proc, phases: int, phase_s: float, hostile_hz: float,
-             sensor_kinds: tuple[str, ...], instruction_kinds: tuple[str, ...]) -> dict:
+def _measure(
+    robot: HostileRobot,
+    process: psutil.Process,
+    proc,
+    phases: int,
+    phase_s: float,
+    hostile_hz: float,
+    sensor_kinds: tuple[str, ...],
+    instruction_kinds: tuple[str, ...],
+) -> dict:
     deadline = time.monotonic() + 120
     robot.instruction.publish(String(data="pick up the red cube"))
     while not _moving(robot.actions, time.monotonic() - 0.5):
@@ -226,38 +285,72 @@ def _measure(robot: HostileRobot, process: psutil.Process, proc, phases: int, ph
     running = [(t, d) for t, m, d in robot.diagnostics if t > started and m.startswith("running")]
     in_invalid = [m for t, m, _ in robot.diagnostics if any(a + 1.0 < t <= b for a, b in invalid_windows)]
     return {
-        "benchmark": "ros_hostile", "alive": proc.poll() is None,
-        "messages": {"hostile": sum(robot.sent.values()), "kinds": len(robot.sent), "per_kind": dict(sorted(robot.sent.items()))},
+        "benchmark": "ros_hostile",
+        "alive": proc.poll() is None,
+        "messages": {
+            "hostile": sum(robot.sent.values()),
+            "kinds": len(robot.sent),
+            "per_kind": dict(sorted(robot.sent.items())),
+        },
         "control_rate_hz_min": min((float(d["control_rate_hz"]) for _, d in running), default=None),
         "control_jitter_p99_ms_max": max((float(d["control_jitter_p99_ms"]) for _, d in running), default=None),
-        "control_jitter_p99_ms_median": float(np.median([float(d["control_jitter_p99_ms"]) for _, d in running])) if running else None,
-        "rss_mb": {"start": round(rss_start / 2**20, 1), "peak": round(rss_peak / 2**20, 1), "end": round(rss_end / 2**20, 1),
-                   "growth": round((rss_end - rss_start) / 2**20, 1)},
+        "control_jitter_p99_ms_median": float(np.median([float(d["control_jitter_p99_ms"]) for _, d in running]))
+        if running
+        else None,
+        "rss_mb": {
+            "start": round(rss_start / 2**20, 1),
+            "peak": round(rss_peak / 2**20, 1),
+            "end": round(rss_end / 2**20, 1),
+            "growth": round((rss_end - rss_start) / 2**20, 1),
+        },
         "moving_ticks_while_invalid": sum(_moving(robot.actions, a + 0.25, b) for a, b in invalid_windows),
         "moving_ticks_while_mixed": sum(_moving(robot.actions, a, b) for a, b in mixed_windows),
-        "hold_reasons_while_invalid": sorted({" ".join(m.split()[:3]) for m in in_invalid}),  # "holding: stale inputs", ...
+        "hold_reasons_while_invalid": sorted(
+            {" ".join(m.split()[:3]) for m in in_invalid}
+        ),  # "holding: stale inputs", ...
         "recovered_after_s": recovered,
-        "rejected": {k: v for k, v in (robot.diagnostics[-1][2] if robot.diagnostics else {}).items() if k.startswith("rejected/")},
-        "goals": {"rate_hz": ">= 49.5", "jitter_p99_ms": "< 2", "rss_growth_mb": "< 50", "moving_ticks_while_invalid": 0},
+        "rejected": {
+            k: v
+            for k, v in (robot.diagnostics[-1][2] if robot.diagnostics else {}).items()
+            if k.startswith("rejected/")
+        },
+        "goals": {
+            "rate_hz": ">= 49.5",
+            "jitter_p99_ms": "< 2",
+            "rss_growth_mb": "< 50",
+            "moving_ticks_while_invalid": 0,
+        },
     }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="vla bench ros --hostile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="vla bench ros --hostile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT))
     p.add_argument("--phases", type=int, default=4, help="mixed + invalid + recovery rounds")
     p.add_argument("--phase-seconds", type=float, default=6.0)
     p.add_argument("--hostile-hz", type=float, default=250.0, help="malformed messages per second")
     p.add_argument("--skip", default="", help="comma-separated kinds to leave out")
     p.add_argument("--set", action="append", default=[], metavar="NAME:=VALUE", help="a policy_node parameter")
-    p.add_argument("--transports", default="LARGE_DATA",
-                   help="FASTDDS_BUILTIN_TRANSPORTS (DEFAULT drops best-effort frames above ~1 MB between processes)")
+    p.add_argument(
+        "--transports",
+        default="LARGE_DATA",
+        help="FASTDDS_BUILTIN_TRANSPORTS (DEFAULT drops best-effort frames above ~1 MB between processes)",
+    )
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args(argv)
     overrides = dict(o.split(":=", 1) for o in args.set)
-    result = run(Path(args.checkpoint), Path("runs/bench_ros_hostile"), args.phases, args.phase_seconds, args.hostile_hz,
-                 tuple(k for k in args.skip.split(",") if k), overrides, args.transports)
+    result = run(
+        Path(args.checkpoint),
+        Path("runs/bench_ros_hostile"),
+        args.phases,
+        args.phase_seconds,
+        args.hostile_hz,
+        tuple(k for k in args.skip.split(",") if k),
+        overrides,
+        args.transports,
+    )
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

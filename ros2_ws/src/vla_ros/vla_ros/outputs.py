@@ -38,9 +38,13 @@ class CommandOutputs:
         self.publishers = {"action": node.create_lifecycle_publisher(Float64MultiArray, "vla/action", RELIABLE)}
         if kind == "twist":
             self.publishers["twist"] = node.create_lifecycle_publisher(TwistStamped, "vla/cmd_twist", RELIABLE)
-            self.publishers["gripper"] = node.create_lifecycle_publisher(Float64MultiArray, "vla/gripper_command", RELIABLE)
+            self.publishers["gripper"] = node.create_lifecycle_publisher(
+                Float64MultiArray, "vla/gripper_command", RELIABLE
+            )
         if kind == "joint_trajectory":
-            self.publishers["trajectory"] = node.create_lifecycle_publisher(JointTrajectory, "vla/joint_trajectory", RELIABLE)
+            self.publishers["trajectory"] = node.create_lifecycle_publisher(
+                JointTrajectory, "vla/joint_trajectory", RELIABLE
+            )
 
     def publish(self, action, now: float, chunk=None, chunk_start: float | None = None) -> None:
         """One tick's command; `chunk` (played from `chunk_start`) feeds the joint trajectory."""
@@ -52,8 +56,11 @@ class CommandOutputs:
             self.publishers["gripper"].publish(gripper)
         elif self.kind == "joint_trajectory":
             # An empty trajectory makes joint_trajectory_controller hold where the joints are.
-            trajectory = (JointTrajectory(joint_names=list(self.joint_names)) if chunk is None else
-                          conv.joint_targets_to_trajectory(chunk, self.joint_names, stamp, now - chunk_start))
+            trajectory = (
+                JointTrajectory(joint_names=list(self.joint_names))
+                if chunk is None
+                else conv.joint_targets_to_trajectory(chunk, self.joint_names, stamp, now - chunk_start)
+            )
             trajectory.header.stamp = stamp
             self.publishers["trajectory"].publish(trajectory)
 

@@ -24,7 +24,9 @@ class InputCallbacks:
         now = time.monotonic()
         if now - self._last_reject_log.get(kind, -np.inf) >= 1.0:
             self._last_reject_log[kind] = now
-            self.get_logger().warning(f"rejected {kind} message ({self.rejected[kind]} so far): {conv.brief(str(error), 200)}")
+            self.get_logger().warning(
+                f"rejected {kind} message ({self.rejected[kind]} so far): {conv.brief(str(error), 200)}"
+            )
 
     def _put(self, stream: str, stamp, value) -> None:
         refused = self.inputs.put(stream, conv.stamp_to_seconds(stamp), value, self._now())
@@ -34,8 +36,10 @@ class InputCallbacks:
     def _on_image(self, camera: str, serialized: bytes) -> None:
         try:
             if len(serialized) > self.max_image_message_bytes:
-                raise conv.InvalidMessage(f"image message has {len(serialized)} bytes; at most "
-                                          f"{self.max_image_message_bytes:.0f} fit max_image_pixels / max_compressed_bytes")
+                raise conv.InvalidMessage(
+                    f"image message has {len(serialized)} bytes; at most "
+                    f"{self.max_image_message_bytes:.0f} fit max_image_pixels / max_compressed_bytes"
+                )
             msg = deserialize_message(serialized, self.image_type)
             if isinstance(msg, CompressedImage):
                 pixels = conv.compressed_image_to_numpy(msg, self.cfg.max_image_pixels, self.cfg.max_compressed_bytes)
@@ -52,7 +56,11 @@ class InputCallbacks:
             positions = conv.joint_state_to_numpy(msg, arm + gripper)
         except conv.InvalidMessage as error:
             return self._reject("joint_states", error)
-        self._put("joint_states", msg.header.stamp, {"joint_pos": positions[: len(arm)], "gripper_qpos": positions[len(arm):]})
+        self._put(
+            "joint_states",
+            msg.header.stamp,
+            {"joint_pos": positions[: len(arm)], "gripper_qpos": positions[len(arm) :]},
+        )
 
     def _on_pose(self, msg: PoseStamped) -> None:
         try:
@@ -72,4 +80,3 @@ class InputCallbacks:
             self._void_plan()  # chunks for the old instruction must not be played
             if text is not None:
                 self.get_logger().info(f"instruction: {conv.brief(text)!r}")
-

@@ -41,10 +41,10 @@ from vla_policy.scheduler import ActionScheduler
 from vla_policy.train.checkpoint import read_checkpoint_meta
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
+from vla_ros.outputs import CommandOutputs
 from vla_ros.policy_inputs import InputCallbacks
 from vla_ros.policy_params import PARAMETERS
 from vla_ros.policy_status import input_rate_problem, policy_status
-from vla_ros.outputs import CommandOutputs
 from vla_ros.qos import CAMERA, RELIABLE, SENSOR
 from vla_ros.rate_loop import make_realtime, run_at_rate
 from vla_ros.safety import ActionLimiter
@@ -80,7 +80,9 @@ class PolicyNode(InputCallbacks, LifecycleNode):
 
     def param(self, name: str):
         value = self.get_parameter(name).value
-        return [v for v in value if v != ""] if isinstance(value, list) and value and isinstance(value[0], str) else value
+        return (
+            [v for v in value if v != ""] if isinstance(value, list) and value and isinstance(value[0], str) else value
+        )
 
     # -------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -92,8 +94,12 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             return FAILURE
         self.scheduler = ActionScheduler(self.cfg.ensemble_decay)
         self.limiter = ActionLimiter(self.cfg.action_low, self.cfg.action_high, self.cfg.max_action_rate)
-        self.inputs = InputBuffer(self.streams, self.cfg.pair_tolerance_ms / 1e3,
-                                  max_future=self.cfg.max_future_stamp_ms / 1e3, max_age=self.cfg.max_staleness_ms / 1e3)
+        self.inputs = InputBuffer(
+            self.streams,
+            self.cfg.pair_tolerance_ms / 1e3,
+            max_future=self.cfg.max_future_stamp_ms / 1e3,
+            max_age=self.cfg.max_staleness_ms / 1e3,
+        )
         self.lock = threading.Lock()  # scheduler, limiter and status between the threads
         try:
             if self.cfg.input_rate_check not in ("warn", "hold", "off"):
@@ -124,16 +130,23 @@ class PolicyNode(InputCallbacks, LifecycleNode):
         self.cameras = self.cfg.cameras or list(model.vision.cameras)
         unknown = set(self.cameras) - set(model.vision.cameras)
         if unknown:
-            raise ValueError(f"cameras {sorted(unknown)} are not inputs of this checkpoint ({list(model.vision.cameras)})")
+            raise ValueError(
+                f"cameras {sorted(unknown)} are not inputs of this checkpoint ({list(model.vision.cameras)})"
+            )
         sources = proprio_sources(model.proprio_keys)
         supported = {"joint_pos", "gripper_qpos", "eef_pos", "eef_quat"}
         if sources - supported:
-            raise ValueError(f"checkpoint needs proprio {sorted(sources - supported)}; "
-                             f"the node provides {sorted(supported)}")
+            raise ValueError(
+                f"checkpoint needs proprio {sorted(sources - supported)}; the node provides {sorted(supported)}"
+            )
         self.needs_pose = bool({"eef_pos", "eef_quat"} & sources)
-        self.streams = [f"camera/{c}" for c in self.cameras] + ["joint_states"] + (["eef_pose"] if self.needs_pose else [])
+        self.streams = (
+            [f"camera/{c}" for c in self.cameras] + ["joint_states"] + (["eef_pose"] if self.needs_pose else [])
+        )
         warm = {f"{c}_image": np.zeros((model.vision.image_size,) * 2 + (3,), np.uint8) for c in self.cameras}
-        warm.update(joint_pos=np.zeros(7), gripper_qpos=np.zeros(2), eef_pos=np.zeros(3), eef_quat=np.array([1.0, 0, 0, 0]))
+        warm.update(
+            joint_pos=np.zeros(7), gripper_qpos=np.zeros(2), eef_pos=np.zeros(3), eef_quat=np.array([1.0, 0, 0, 0])
+        )
         for _ in range(self.cfg.warmup_iterations):  # the same call the inference thread makes
             self.policy.predict_chunk_and_future(warm, "warm up")
         self.get_logger().info(f"loaded {checkpoint} on {self.policy.device}; inputs {self.streams}")
@@ -143,11 +156,15 @@ class PolicyNode(InputCallbacks, LifecycleNode):
         self.image_type, suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
         # Frames arrive serialized: an oversized one is refused on its byte count, before rclpy
         # would build a Python message of it (a 4k rgb8 frame is 25 MB).
-        self.max_image_message_bytes = (self.cfg.max_compressed_bytes if compressed else 3 * self.cfg.max_image_pixels
-                                        + 4 * self.cfg.max_image_pixels ** 0.5) + 4096  # rows may be padded; header
+        self.max_image_message_bytes = (
+            self.cfg.max_compressed_bytes
+            if compressed
+            else 3 * self.cfg.max_image_pixels + 4 * self.cfg.max_image_pixels**0.5
+        ) + 4096  # rows may be padded; header
         self.subscriptions_ = [
-            self.create_subscription(self.image_type, f"camera/{c}/image_raw{suffix}", lambda m, c=c: self._on_image(c, m),
-                                     CAMERA, raw=True)
+            self.create_subscription(
+                self.image_type, f"camera/{c}/image_raw{suffix}", lambda m, c=c: self._on_image(c, m), CAMERA, raw=True
+            )
             for c in self.cameras
         ]
         self.subscriptions_.append(self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR))
@@ -172,8 +189,10 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             return result
         self._running = True
         self._wake.clear()
-        self._threads = [threading.Thread(target=self._control_loop, name="vla_control", daemon=True),
-                         threading.Thread(target=self._inference_loop, name="vla_inference", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._control_loop, name="vla_control", daemon=True),
+            threading.Thread(target=self._inference_loop, name="vla_inference", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
         return result
@@ -225,8 +244,11 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             if getattr(self, name, None) is not None:
                 self.destroy_lifecycle_publisher(getattr(self, name))
                 setattr(self, name, None)
-        for name, destroy in (("diagnostics_pub", self.destroy_publisher), ("enable_srv", self.destroy_service),
-                              ("diagnostics_timer", self.destroy_timer)):
+        for name, destroy in (
+            ("diagnostics_pub", self.destroy_publisher),
+            ("enable_srv", self.destroy_service),
+            ("diagnostics_timer", self.destroy_timer),
+        ):
             if getattr(self, name, None) is not None:
                 destroy(getattr(self, name))
                 setattr(self, name, None)
@@ -264,8 +286,9 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             return "no instruction on vla/instruction"
         stale = {s: age for s, age in self.inputs.staleness(now).items() if age * 1e3 > self.cfg.max_staleness_ms}
         if stale:
-            return "stale inputs: " + ", ".join(f"{s} {'never received' if age == float('inf') else f'{age * 1e3:.0f} ms'}"
-                                                for s, age in stale.items())
+            return "stale inputs: " + ", ".join(
+                f"{s} {'never received' if age == float('inf') else f'{age * 1e3:.0f} ms'}" for s, age in stale.items()
+            )
         if self.rate_problem and self.cfg.input_rate_check == "hold":
             return self.rate_problem
         threshold = self.cfg.surprise_threshold
@@ -277,8 +300,10 @@ class PolicyNode(InputCallbacks, LifecycleNode):
         """The control thread: `_tick` at `control_rate_hz`, SCHED_FIFO where permitted."""
         refused = make_realtime(self.cfg.control_thread_priority)
         if refused:
-            self.get_logger().warning(f"control thread: SCHED_FIFO priority {self.cfg.control_thread_priority} "
-                                      f"refused ({refused}); running at normal priority, with more jitter")
+            self.get_logger().warning(
+                f"control thread: SCHED_FIFO priority {self.cfg.control_thread_priority} "
+                f"refused ({refused}); running at normal priority, with more jitter"
+            )
         run_at_rate(1.0 / self.cfg.control_rate_hz, self._guarded_tick, lambda: self._running and self.context.ok())
 
     def _guarded_tick(self) -> None:
@@ -294,8 +319,9 @@ class PolicyNode(InputCallbacks, LifecycleNode):
                     action = self.limiter.hold()
                 self._publish(action, self._now(), holding=True)
             except Exception:
-                self.get_logger().error(f"hold after a failed tick failed: {traceback.format_exc(limit=3)}",
-                                        throttle_duration_sec=5.0)
+                self.get_logger().error(
+                    f"hold after a failed tick failed: {traceback.format_exc(limit=3)}", throttle_duration_sec=5.0
+                )
 
     def _tick(self) -> None:
         now = self._now()
@@ -393,11 +419,15 @@ class PolicyNode(InputCallbacks, LifecycleNode):
     # ------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         now = self._now()
-        self.rate_problem = (None if self.cfg.input_rate_check == "off" or self.policy is None else
-                             input_rate_problem(self.inputs.rates(now), self.policy.dt, self.cfg.min_input_rate_fraction))
+        self.rate_problem = (
+            None
+            if self.cfg.input_rate_check == "off" or self.policy is None
+            else input_rate_problem(self.inputs.rates(now), self.policy.dt, self.cfg.min_input_rate_fraction)
+        )
         msg = DiagnosticArray(status=[policy_status(self, now)])
         msg.header.stamp = conv.seconds_to_stamp(now)
         self.diagnostics_pub.publish(msg)
+
 
 def main(args=None) -> None:
     rclpy.init(args=args)

@@ -16,7 +16,8 @@ def input_rate_problem(rates: dict[str, float | None], dt: float, fraction: floa
     if not slow:
         return None
     return f"inputs slower than the checkpoint's control rate ({1 / dt:.0f} Hz): " + ", ".join(
-        f"{s} {r:.1f} Hz" for s, r in slow.items())
+        f"{s} {r:.1f} Hz" for s, r in slow.items()
+    )
 
 
 def policy_status(node, now: float) -> DiagnosticStatus:
@@ -28,19 +29,25 @@ def policy_status(node, now: float) -> DiagnosticStatus:
     status.message = "running" if node.hold_reason is None else f"holding: {node.hold_reason}"
     if node.rate_problem and node.hold_reason is None:
         status.level, status.message = DiagnosticStatus.WARN, f"running, but {node.rate_problem}"
-    values = {"state": node._state_machine.current_state[1],
-              "instruction": conv.brief(node.inputs.instruction or "", 200),
-              "output": node.cfg.output,
-              "control_rate_hz": f"{loop['rate_hz']:.1f}",
-              "control_jitter_p50_ms": f"{loop['jitter_p50_ms']:.2f}",
-              "control_jitter_p99_ms": f"{loop['jitter_p99_ms']:.2f}",
-              "inference_p50_ms": f"{percentile_ms(node.inference_s, 50):.1f}",
-              "inference_p95_ms": f"{percentile_ms(node.inference_s, 95):.1f}",
-              "stamp_to_action_p95_ms": f"{percentile_ms(node.stamp_to_action_s, 95):.1f}",
-              "surprise": "" if node.surprise is None else f"{node.surprise:.4f}"}
+    values = {
+        "state": node._state_machine.current_state[1],
+        "instruction": conv.brief(node.inputs.instruction or "", 200),
+        "output": node.cfg.output,
+        "control_rate_hz": f"{loop['rate_hz']:.1f}",
+        "control_jitter_p50_ms": f"{loop['jitter_p50_ms']:.2f}",
+        "control_jitter_p99_ms": f"{loop['jitter_p99_ms']:.2f}",
+        "inference_p50_ms": f"{percentile_ms(node.inference_s, 50):.1f}",
+        "inference_p95_ms": f"{percentile_ms(node.inference_s, 95):.1f}",
+        "stamp_to_action_p95_ms": f"{percentile_ms(node.stamp_to_action_s, 95):.1f}",
+        "surprise": "" if node.surprise is None else f"{node.surprise:.4f}",
+    }
     values.update({f"rate_hz/{s}": "" if r is None else f"{r:.1f}" for s, r in node.inputs.rates(now).items()})
-    values.update({f"staleness_ms/{s}": "never" if age == float("inf") else f"{age * 1e3:.0f}"
-                   for s, age in node.inputs.staleness(now).items()})
+    values.update(
+        {
+            f"staleness_ms/{s}": "never" if age == float("inf") else f"{age * 1e3:.0f}"
+            for s, age in node.inputs.staleness(now).items()
+        }
+    )
     values.update({f"rejected/{kind}": str(count) for kind, count in node.rejected.items()})
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return status

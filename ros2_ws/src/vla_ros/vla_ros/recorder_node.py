@@ -35,8 +35,11 @@ def _qos_for(publishers) -> tuple[QoSProfile, str]:
     """A subscription QoS compatible with every publisher, and the offered profiles as rosbag2 YAML."""
     best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers)
     latched = publishers and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
-    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+    qos = QoSProfile(
+        depth=100,
+        reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
     offered = "".join(
         f"- history: 3\n  depth: 0\n  reliability: {int(p.qos_profile.reliability)}\n"
         f"  durability: {int(p.qos_profile.durability)}\n  deadline:\n    sec: 2147483647\n    nsec: 4294967295\n"
@@ -75,7 +78,8 @@ class RecorderNode(Node):
             qos, offered = _qos_for(publishers)
             self.bag.add_topic(topic, msg_type, offered)
             self.subscribed[topic] = self.create_subscription(
-                message_class(msg_type), topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True)
+                message_class(msg_type), topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True
+            )
             self.get_logger().info(f"subscribed {topic} [{msg_type}]")
 
     def _on_message(self, topic: str, data: bytes) -> None:

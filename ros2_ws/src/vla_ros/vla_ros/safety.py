@@ -17,7 +17,9 @@ class ActionLimiter:
     def __post_init__(self):
         self.low, self.high = np.asarray(self.low, float), np.asarray(self.high, float)
         if self.low.shape != self.high.shape or np.any(self.low > self.high):
-            raise ValueError(f"action limits must be two equal-length lists with low <= high; got {self.low}, {self.high}")
+            raise ValueError(
+                f"action limits must be two equal-length lists with low <= high; got {self.low}, {self.high}"
+            )
         if self.max_rate <= 0:
             raise ValueError(f"max_action_rate must be > 0, got {self.max_rate}")
         self.last: np.ndarray | None = None

@@ -59,8 +59,14 @@ class SimNode(Node):
 
         if p["command_interface"] not in ("action", "twist"):
             raise ValueError(f"command_interface must be action or twist, not {p['command_interface']!r}")
-        self.env = SimEnv(task=p["task"], cameras=tuple(p["cameras"]), image_size=p["image_size"],
-                          instructions=p["instructions"], horizon=p["horizon"] or None, control_freq=p["control_freq"])
+        self.env = SimEnv(
+            task=p["task"],
+            cameras=tuple(p["cameras"]),
+            image_size=p["image_size"],
+            instructions=p["instructions"],
+            horizon=p["horizon"] or None,
+            control_freq=p["control_freq"],
+        )
         self.step_dt = 1.0 / self.env.config.control_freq  # simulated seconds per step
         self.period = self.step_dt / p["time_factor"]
         self.space = panda_osc(self.step_dt)
@@ -167,8 +173,9 @@ class SimNode(Node):
         if success or truncated:
             self.done = True
             self.end_pub.publish(Bool(data=bool(success)))
-            self.get_logger().info(f"episode {self.episode} {'succeeded' if success else 'timed out'} "
-                                   f"after {self.env.steps} steps")
+            self.get_logger().info(
+                f"episode {self.episode} {'succeeded' if success else 'timed out'} after {self.env.steps} steps"
+            )
 
     def _publish_sensors(self) -> None:
         stamp = self._now().to_msg()
@@ -176,7 +183,9 @@ class SimNode(Node):
             pub.publish(conv.numpy_to_image(self.obs[f"{camera}_image"], stamp, camera))
         positions = np.concatenate([self.obs["joint_pos"], self.obs["gripper_qpos"]])
         velocities = np.concatenate([self.obs["joint_vel"], np.zeros(len(self.gripper_names))])
-        self.joint_pub.publish(conv.numpy_to_joint_state(self.arm_names + self.gripper_names, positions, velocities, stamp))
+        self.joint_pub.publish(
+            conv.numpy_to_joint_state(self.arm_names + self.gripper_names, positions, velocities, stamp)
+        )
         self.pose_pub.publish(conv.numpy_to_pose(self.obs["eef_pos"], self.obs["eef_quat"], stamp, self.p["frame_id"]))
 
 

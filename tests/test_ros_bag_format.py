@@ -109,6 +109,15 @@ def test_synthetic_recording_converts_step_by_step(tmp_path):
             assert np.array_equal(episode.actions, np.stack(actions))  # action k follows frame k
             assert episode.obs["agentview_image"][:, 0, 0, 0].tolist() == list(range(len(actions)))
             assert episode.obs["joint_pos"][:, 0].tolist() == list(range(len(actions)))
+    # An existing dataset is not replaced silently (as `vla collect`): only with overwrite.
+    with pytest.raises(DatasetError, match="--overwrite"):
+        convert_bag(tmp_path / "bag", tmp_path / "out.hdf5", task="synthetic", topics=_topics())
+    assert (
+        convert_bag(tmp_path / "bag", tmp_path / "out.hdf5", task="synthetic", topics=_topics(), overwrite=True)[
+            "demos"
+        ]
+        == 2
+    )
 
 
 def _topics():

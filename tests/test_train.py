@@ -66,6 +66,26 @@ def test_resume_continues_exactly(demos, tmp_path):
         assert split[step] == straight[step], step
 
 
+def test_a_save_killed_mid_way_leaves_a_checkpoint_that_resumes_exactly(demos, tmp_path):
+    """A kill while `last.tmp` is written leaves `last` intact; a kill between the two renames
+    leaves only `last.old`. Either way resume continues as if nothing happened."""
+    Trainer(_config(demos, tmp_path / "straight")).train()
+    straight = _metrics(tmp_path / "straight")
+    for where in ("writing", "swapping"):
+        run = tmp_path / where
+        Trainer(_config(demos, run)).train(until=4)
+        last = run / "checkpoints" / "last"
+        (run / "checkpoints" / "last.tmp").mkdir()
+        (run / "checkpoints" / "last.tmp" / "model.safetensors").write_bytes(b"half a file")
+        if where == "swapping":
+            os.replace(last, last.with_name("last.old"))
+        assert load_checkpoint(last)[3]["step"] == 4
+        Trainer(_config(demos, run), resume=True).train()
+        split = _metrics(run)
+        assert all(split[step] == straight[step] for step in range(1, 9)), where
+        assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("last")) == ["last"]
+
+
 def test_resume_with_another_config_is_refused(demos, tmp_path):
     Trainer(_config(demos, tmp_path / "run")).train(until=4)
     with pytest.raises(CheckpointError, match="config differs in .*train.lr"):

@@ -139,6 +139,7 @@ def _dataset_args(p):
     p.add_argument("path", help="an HDF5 dataset (from-bag: a rosbag2 directory)")
     p.add_argument("--out", help="from-bag: the HDF5 file to write")
     p.add_argument("--task", default="rosbag", help="from-bag: task name stored with the demos")
+    p.add_argument("--overwrite", action="store_true", help="from-bag: replace an existing --out file")
     p.add_argument("--cameras", default="agentview,wrist", help="from-bag: camera names (/camera/<name>/image_raw)")
 
 
@@ -156,7 +157,8 @@ def run_dataset(args) -> int:
 
         if not args.out:
             raise SystemExit("vla dataset from-bag BAG --out F.hdf5: --out is required")
-        emit(convert_bag(args.path, args.out, args.task, BagTopics(cameras=tuple(args.cameras.split(",")))))
+        topics = BagTopics(cameras=tuple(args.cameras.split(",")))
+        emit(convert_bag(args.path, args.out, args.task, topics, overwrite=args.overwrite))
         return 0
     if args.action == "info":
         emit(dataset_info(args.path))

@@ -164,13 +164,18 @@ def _instruction(carried: list[tuple[float, str]], own: list[tuple[float, str]],
     return (own or carried)[0][1]
 
 
-def convert_bag(bag: str | Path, out: str | Path, task: str = "rosbag", topics: BagTopics = BagTopics()) -> dict:
-    """Write every complete episode of `bag` to `out` (.hdf5); returns a summary."""
+def convert_bag(
+    bag: str | Path, out: str | Path, task: str = "rosbag", topics: BagTopics = BagTopics(), overwrite: bool = False
+) -> dict:
+    """Write every complete episode of `bag` to `out` (.hdf5; an existing file only with
+    `overwrite`, as `vla collect`); returns a summary."""
     bag, out = Path(bag), Path(out)
     if not (bag / "metadata.yaml").exists():
         raise DatasetError(f"{bag}: not a rosbag2 directory (no metadata.yaml)")
     if out.suffix not in (".hdf5", ".h5"):
         raise DatasetError(f"{out}: dataset files end in .hdf5 or .h5")
+    if out.exists() and not overwrite:
+        raise DatasetError(f"{out} exists; pass --overwrite to replace it")
     typestore = get_typestore(Stores.ROS2_KILTED)
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     files = [bag / p for p in info["relative_file_paths"]]

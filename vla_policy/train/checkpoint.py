@@ -68,7 +68,8 @@ def save_checkpoint(
     meta: dict,
     rng: dict,
 ) -> Path:
-    """Write a complete checkpoint atomically (to a temp dir, then rename)."""
+    """Write a complete checkpoint atomically: to `<dir>.tmp`, fsynced, then renamed into place;
+    at every moment either `<dir>` or `<dir>.old` is a complete checkpoint (complete_checkpoint)."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -90,15 +91,40 @@ def save_checkpoint(
             }
         )
     )
+    _fsync_tree(tmp)  # the files are on disk before any rename makes them the checkpoint
+    old = directory.with_name(directory.name + ".old")
     if directory.exists():
-        old = directory.with_name(directory.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
+        os.replace(directory, old)  # a kill between these two renames leaves `.old`: loading falls back to it
+    os.replace(tmp, directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
     return directory
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def complete_checkpoint(path: str | Path) -> Path:
+    """`path`, or the previous checkpoint a save interrupted between its two renames left as
+    `<path>.old`; the one a loader should read."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and old.is_dir():
+        return old
+    return path
 
 
 def _upgrade(config: dict) -> dict:
@@ -111,7 +137,7 @@ def _upgrade(config: dict) -> dict:
 
 
 def read_checkpoint_meta(path: str | Path) -> tuple[Config, NormStats, dict]:
-    path = Path(path)
+    path = complete_checkpoint(path)
     needed = ("model.safetensors", "config.json", "norm_stats.json", "meta.json")
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
@@ -154,15 +180,16 @@ def load_checkpoint(path: str | Path):
     """-> (model in eval mode with EMA weights, config, stats, meta). Executes no stored code."""
     from vla_policy.models.build import build_model
 
+    path = complete_checkpoint(path)
     config, stats, meta = read_checkpoint_meta(path)
     model = build_model(config.model, int(meta["proprio_dim"]))
-    load_weights(model, load_file(str(Path(path) / "model.safetensors")), f"{path}/model.safetensors")
+    load_weights(model, load_file(str(path / "model.safetensors")), f"{path}/model.safetensors")
     return model.eval(), config, stats, meta
 
 
 def load_train_state(path: str | Path, model, optimizer, scheduler) -> dict:
     """Restore raw weights, optimizer and scheduler for resuming; returns the RNG snapshot."""
-    path = Path(path)
+    path = complete_checkpoint(path)
     tensors = load_file(str(path / "train_state.safetensors"))
     state = json.loads((path / "train_state.json").read_text())
     load_weights(model, {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))

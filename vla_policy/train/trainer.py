@@ -30,6 +30,7 @@ from vla_policy.policy import pick_device
 from vla_policy.train.augment import prepare_batch
 from vla_policy.train.checkpoint import (
     CheckpointError,
+    complete_checkpoint,
     load_train_state,
     load_weights,
     read_checkpoint_meta,
@@ -135,7 +136,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- resume
     def _resume(self) -> None:
-        path = self.ckpt_dir / "last"
+        path = complete_checkpoint(self.ckpt_dir / "last")  # `last.old` if a save was killed mid-swap
         saved_config, _, meta = read_checkpoint_meta(path)
         diff = _config_diff(to_dict(saved_config), to_dict(self.config), ignore={"train.steps", "train.out"})
         if diff:

@@ -5,12 +5,21 @@ Each test runs the real node (as the launch files start it) over rclpy and Fast 
 import time
 
 import numpy as np
+import rclpy
+import yaml
+from geometry_msgs.msg import TwistStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from ros_harness import ARM, GRIPPER, is_hold, policy_node
 from sensor_msgs.msg import CompressedImage
-from std_msgs.msg import String
+from std_msgs.msg import Float32, Float64MultiArray, String
 from vla_ros import conversions as conv
+from vla_ros.closed_loop import CONFIG_DIR
+from vla_ros.hostile import INSTRUCTION_KINDS, SENSOR_KINDS, run
+from vla_ros.policy_node import PolicyNode
+from vla_ros.qos import RELIABLE, SENSOR
 
 INSTRUCTION = "lift the cube"
 
@@ -81,9 +90,6 @@ def test_a_hold_voids_the_plan_made_before_it(tiny_checkpoint, tmp_path):
 def test_surprise_hold_does_not_latch(tiny_checkpoint, tmp_path):
     # Any surprise exceeds this threshold: each scored chunk holds once; then the robot plans anew.
     with policy_node(tiny_checkpoint, tmp_path, surprise_threshold=1e-12) as (robot, _):
-        from std_msgs.msg import Float32
-        from vla_ros.qos import RELIABLE
-
         surprises = []
         robot.create_subscription(
             Float32, "vla/world_model/surprise", lambda m: surprises.append(time.monotonic()), RELIABLE
@@ -154,10 +160,6 @@ def test_inputs_slower_than_the_checkpoint_hold_or_warn(tiny_checkpoint, tmp_pat
 
 def test_deactivate_ends_with_a_hold_and_twist_output_in_physical_units(tiny_checkpoint, tmp_path):
     with policy_node(tiny_checkpoint, tmp_path, output="twist") as (robot, _):
-        from geometry_msgs.msg import TwistStamped
-        from std_msgs.msg import Float64MultiArray
-        from vla_ros.qos import RELIABLE
-
         twists, grippers = [], []
         robot.create_subscription(TwistStamped, "vla/cmd_twist", twists.append, RELIABLE)
         robot.create_subscription(
@@ -187,8 +189,6 @@ def test_deactivate_ends_with_a_hold_and_twist_output_in_physical_units(tiny_che
 
 def test_compressed_images_drive_the_policy(tiny_checkpoint, tmp_path):
     with policy_node(tiny_checkpoint, tmp_path, image_transport="compressed") as (robot, _):
-        from vla_ros.qos import SENSOR
-
         jpeg = {
             c: robot.create_publisher(CompressedImage, f"camera/{c}/image_raw/compressed", SENSOR)
             for c in ("agentview", "wrist")
@@ -219,12 +219,6 @@ def test_compressed_images_drive_the_policy(tiny_checkpoint, tmp_path):
 
 def test_a_failing_tick_publishes_a_hold(tiny_checkpoint):
     """The node in this process, so a fault can be put into its tick: it must hold, not go quiet."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.lifecycle import TransitionCallbackReturn
-    from std_msgs.msg import Float64MultiArray
-    from vla_ros.policy_node import PolicyNode
-    from vla_ros.qos import RELIABLE
 
     rclpy.init(
         domain_id=np.random.default_rng().integers(200, 230),
@@ -270,9 +264,6 @@ def test_a_failing_tick_publishes_a_hold(tiny_checkpoint):
 
 
 def test_the_robot_configuration_does_not_start_moving_by_itself():
-    import yaml
-    from vla_ros.closed_loop import CONFIG_DIR
-
     robot = yaml.safe_load((CONFIG_DIR / "robot.yaml").read_text())["policy_node"]["ros__parameters"]
     assert robot["autostart"] is False
 
@@ -281,7 +272,6 @@ def test_hostile_messages_of_every_kind_among_valid_data(tiny_checkpoint, tmp_pa
     """The short form of `vla bench ros --hostile`: every malformed kind is refused, no motion
     while only invalid data arrives, and the node moves again on valid data (timing targets
     belong to the benchmark, not here)."""
-    from vla_ros.hostile import INSTRUCTION_KINDS, SENSOR_KINDS, run
 
     result = run(tiny_checkpoint, tmp_path, phases=1, phase_s=3.0, hostile_hz=200.0, skip=("frame_8k",))
     assert result["alive"] and result["moving_ticks_while_invalid"] == 0

@@ -87,10 +87,16 @@ class PolicyNode(InputCallbacks, LifecycleNode):
     # -------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.cfg = SimpleNamespace(**{name: self.param(name) for name in PARAMETERS})  # read once per configure
-        try:
+        try:  # the parameters first, then the checkpoint: a typo fails before the model loads
+            if self.cfg.input_rate_check not in ("warn", "hold", "off"):
+                raise ValueError(f"input_rate_check must be warn, hold or off, not {self.cfg.input_rate_check!r}")
+            if self.cfg.image_transport not in ("raw", "compressed"):
+                raise ValueError(f"image_transport must be raw or compressed, not {self.cfg.image_transport!r}")
             self._load_policy()
-        except Exception as error:  # a bad checkpoint or device: stay unconfigured, say why
+            self.outputs = CommandOutputs(self, self.cfg.output, self.policy.action_space, self.cfg.arm_joint_names)
+        except Exception as error:  # a bad parameter, checkpoint or device: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {error}")
+            self.policy = None
             return FAILURE
         self.scheduler = ActionScheduler(self.cfg.ensemble_decay)
         self.limiter = ActionLimiter(self.cfg.action_low, self.cfg.action_high, self.cfg.max_action_rate)
@@ -101,16 +107,6 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             max_age=self.cfg.max_staleness_ms / 1e3,
         )
         self.lock = threading.Lock()  # scheduler, limiter and status between the threads
-        try:
-            if self.cfg.input_rate_check not in ("warn", "hold", "off"):
-                raise ValueError(f"input_rate_check must be warn, hold or off, not {self.cfg.input_rate_check!r}")
-            if self.cfg.image_transport not in ("raw", "compressed"):
-                raise ValueError(f"image_transport must be raw or compressed, not {self.cfg.image_transport!r}")
-            self.outputs = CommandOutputs(self, self.cfg.output, self.policy.action_space, self.cfg.arm_joint_names)
-        except ValueError as error:
-            self.get_logger().error(f"configure failed: {error}")
-            self.policy = None
-            return FAILURE
         self._create_interfaces()
         return SUCCESS
 
@@ -419,12 +415,13 @@ class PolicyNode(InputCallbacks, LifecycleNode):
     # ------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         now = self._now()
+        rates = self.inputs.rates(now)
         self.rate_problem = (
             None
             if self.cfg.input_rate_check == "off" or self.policy is None
-            else input_rate_problem(self.inputs.rates(now), self.policy.dt, self.cfg.min_input_rate_fraction)
+            else input_rate_problem(rates, self.policy.dt, self.cfg.min_input_rate_fraction)
         )
-        msg = DiagnosticArray(status=[policy_status(self, now)])
+        msg = DiagnosticArray(status=[policy_status(self, now, rates)])
         msg.header.stamp = conv.seconds_to_stamp(now)
         self.diagnostics_pub.publish(msg)
 

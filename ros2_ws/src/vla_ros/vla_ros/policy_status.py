@@ -20,7 +20,7 @@ def input_rate_problem(rates: dict[str, float | None], dt: float, fraction: floa
     )
 
 
-def policy_status(node, now: float) -> DiagnosticStatus:
+def policy_status(node, now: float, rates: dict[str, float | None]) -> DiagnosticStatus:
     loop = loop_stats(list(node.tick_times)[-100:], 1.0 / node.cfg.control_rate_hz)  # the last ~2 s
     status = DiagnosticStatus(name="vla_ros: policy_node", hardware_id=str(node.policy.device if node.policy else ""))
     status.level = DiagnosticStatus.OK if node.hold_reason is None else DiagnosticStatus.WARN
@@ -41,7 +41,7 @@ def policy_status(node, now: float) -> DiagnosticStatus:
         "stamp_to_action_p95_ms": f"{percentile_ms(node.stamp_to_action_s, 95):.1f}",
         "surprise": "" if node.surprise is None else f"{node.surprise:.4f}",
     }
-    values.update({f"rate_hz/{s}": "" if r is None else f"{r:.1f}" for s, r in node.inputs.rates(now).items()})
+    values.update({f"rate_hz/{s}": "" if r is None else f"{r:.1f}" for s, r in rates.items()})
     values.update(
         {
             f"staleness_ms/{s}": "never" if age == float("inf") else f"{age * 1e3:.0f}"

@@ -99,5 +99,9 @@ def test_grounding_cli_on_the_shipped_checkpoint(vla_cmd):
         text=True,
         check=True,
     ).stdout
-    result = json.loads(out)["heads_for_named_object"]
-    assert result["pairs"] == 8 and 0 <= result["hits"] <= 8 and result["chance"] == 0.25
+    # The shipped policy reads the object's name (8/8 on this scene when it shipped); one that
+    # ignored the words would head for the named cube by chance, 2 of 8.
+    report = json.loads(out)
+    for probe in ("heads_for_named_object", "target_head_finds_named_object"):
+        result = report[probe]
+        assert result["pairs"] == 8 and result["chance"] == 0.25 and result["hits"] >= 7, (probe, result)

@@ -302,3 +302,55 @@ def test_film_model_trains_its_film_layers_and_samples():
     film_grads = [p.grad for p in model.vision.stem.films.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in film_grads)  # the instruction reaches the stem
     assert torch.isfinite(model.sample_actions(batch)).all()
+
+
+# Which inputs each fusion lets reach which outputs, at initialisation: (the text changes the vision
+# tokens, the vision changes the text tokens, anything changes the proprio token).
+FUSION_FLOW = {
+    "early": (True, True, True),  # one joint self-attention over every token
+    "late": (False, False, False),  # separate streams; only summaries are combined, after the fusion
+    "cross": (True, False, False),  # vision queries the text; the text passes through
+    "gated": (False, False, False),  # Flamingo's tanh gates start closed: no text until trained open
+    "bidir": (True, True, False),
+    "co": (True, True, False),
+    "hybrid": (True, True, True),  # cross-attention, then joint self-attention over every token
+    "cross_channel": (True, True, False),
+}
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_each_fusion_lets_exactly_its_own_modalities_meet(fusion):
+    """Perturb the text, then the vision, and see which output tokens move: the fusions differ in
+    who attends to whom, and each must keep to its own wiring."""
+    from vla_policy.models.fusion import Modalities, build_fusion
+
+    assert set(FUSION_FLOW) == set(FUSIONS)  # a new fusion states its wiring here
+    torch.manual_seed(0)
+    b, nt, nv, d = 2, 5, 8, 32  # two cameras of 4 tokens
+    module = build_fusion(fusion, d, 4, 2).eval()
+    text, vision, proprio = torch.randn(b, nt, d), torch.randn(b, nv, d), torch.randn(b, 1, d)
+    masks = dict(vision_mask=torch.ones(b, nv, dtype=torch.bool), text_mask=torch.ones(b, nt, dtype=torch.bool))
+
+    def parts(text, vision):
+        tokens, _ = module(Modalities(vision=vision, text=text, proprio=proprio, cameras=2, **masks))
+        k = 2 if fusion == "late" else nt  # late fusion's text summary is 2 tokens
+        return tokens[:, :k], tokens[:, k : k + 1], tokens[:, k + 1 :]  # text, proprio, vision
+
+    with torch.no_grad():
+        base = parts(text, vision)
+        new_text = parts(text + torch.randn_like(text), vision)
+        new_vision = parts(text, vision + torch.randn_like(vision))
+
+    def moved(a, b):
+        return not torch.allclose(a, b, atol=1e-6)
+
+    text_to_vision, vision_to_text, to_proprio = FUSION_FLOW[fusion]
+    assert moved(base[2], new_text[2]) == text_to_vision
+    assert moved(base[0], new_vision[0]) == vision_to_text
+    assert (moved(base[1], new_text[1]) or moved(base[1], new_vision[1])) == to_proprio
+    assert moved(base[2], new_vision[2]) and moved(base[0], new_text[0])  # each stream carries its own input
+    if fusion == "gated":  # opened, the gates let the text in
+        with torch.no_grad():
+            for layer in module.cross:
+                layer.attn_gate.fill_(1.0)
+            assert moved(parts(text, vision)[2], parts(text + torch.randn_like(text), vision)[2])

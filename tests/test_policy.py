@@ -42,15 +42,37 @@ def test_select_action_ensembles_overlapping_chunks(policy):
     assert np.array_equal(policy.select_action(_obs()), a0)  # reset restores the seeded sampling
 
 
+def _fresh_chunk(policy, obs) -> np.ndarray:
+    policy.reset()  # the same sampling noise for every call
+    return policy.predict_chunk(obs).actions
+
+
 def test_degraded_inputs_have_defined_behaviour(policy):
+    """A missing camera is masked out (what would have been in it does not matter), an empty
+    instruction masks the text, and an over-long one is cut to the tokenizer's limit."""
+    rng = np.random.default_rng(1)
     obs = _obs()
     del obs["wrist_image"]
-    assert np.isfinite(policy.predict_chunk(obs).actions).all()  # missing camera: masked out
-    obs = _obs()
-    obs["instruction"] = ""
-    assert np.isfinite(policy.predict_chunk(obs).actions).all()  # no text: masked out
-    obs["instruction"] = "push " * 2000
-    assert np.isfinite(policy.predict_chunk(obs).actions).all()  # 10k characters: truncated
+    batch = policy.make_batch(obs)
+    assert batch["camera_mask"].tolist() == [[True, False]]
+    noise = {**batch, "images": batch["images"].clone()}
+    noise["images"][:, 1] = torch.rand_like(noise["images"][:, 1])  # whatever fills the missing camera
+    sample = [policy.model.sample_actions(b, torch.Generator().manual_seed(0)) for b in (batch, noise)]
+    assert torch.equal(*sample)
+    assert not np.allclose(_fresh_chunk(policy, obs), _fresh_chunk(policy, _obs()))  # the camera mattered
+
+    empty = policy.make_batch({**_obs(), "instruction": "   "})
+    assert not empty["text_mask"].any()
+    other_ids = {**empty, "text_ids": torch.from_numpy(rng.integers(0, 1000, empty["text_ids"].shape))}
+    sample = [policy.model.sample_actions(b, torch.Generator().manual_seed(0)) for b in (empty, other_ids)]
+    assert torch.equal(*sample)
+
+    limit = policy.config.model.text.max_tokens
+    long = policy.make_batch({**_obs(), "instruction": "push " * 2000})  # 10k characters
+    assert long["text_ids"].shape[-1] == limit and long["text_mask"].all()
+    cut = _fresh_chunk(policy, {**_obs(), "instruction": "push " * 2000})
+    assert np.array_equal(cut, _fresh_chunk(policy, {**_obs(), "instruction": "push " * (limit + 3)}))
+    assert not np.array_equal(cut, _fresh_chunk(policy, {**_obs(), "instruction": "push"}))
 
 
 @pytest.mark.parametrize(
@@ -86,8 +108,15 @@ def test_replanning_less_often_than_the_chunk_length_never_runs_dry(policy):
 def test_chunk_with_world_model_future_and_its_surprise(policy):
     chunk, future = policy.predict_chunk_and_future(_obs())
     assert chunk.actions.shape == (4, 7) and future.shape[:2] == (1, len(policy.config.model.vision.cameras))
-    surprise = policy.surprise(future, _obs())
-    assert 0.0 <= surprise <= 2.0  # cosine distance of unit latents
+    same = policy.surprise(future, _obs())
+    # the model's own latent of a frame is what it predicts best: (almost) no surprise
+    batch = policy.make_batch(_obs(), "")
+    own = torch.nn.functional.normalize(policy.model.visual_latent(batch["images"], batch["camera_mask"]), dim=-1)
+    assert policy.surprise(own, _obs()) == pytest.approx(0.0, abs=1e-5)
+    other = _obs(48)
+    other["agentview_image"] = 255 - other["agentview_image"]
+    assert policy.surprise(own, other) > policy.surprise(own, _obs()) + 1e-3
+    assert 0.0 <= same <= 2.0  # cosine distance of unit latents
 
 
 def test_chunks_play_open_loop_for_the_configured_steps():

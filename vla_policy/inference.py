@@ -1,4 +1,4 @@
-"""Inference modes (seed 001): single-step action, open-loop sequence, image-text similarity,
+"""Inference modes: single-step action, open-loop sequence, image-text similarity,
 zero-shot instruction choice, cross-modal retrieval (Recall@K) and missing-modality degradation."""
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def recall_at_k(similarity: Tensor, positives: Tensor, ks=(1, 5, 10)) -> dict[st
 
 def missing_modality_degradation(policy: Policy, samples: list[tuple[dict, np.ndarray]]) -> dict[str, float]:
     """Mean absolute action error (vs the demonstrated chunk) with everything, without each camera,
-    and without the instruction. `samples`: (observation dict, (H, A) true actions)."""
+    and without the instruction. `samples`: (observation dict, (H, A) true actions). The policy is
+    reset before each condition, so every condition sees the same sampling noise and a rerun gives
+    the same numbers."""
     if not samples:
         raise ValueError("missing_modality_degradation needs at least one sample")
     conditions = {"all": lambda o: o, "no_text": lambda o: {**o, "instruction": ""}}
@@ -79,6 +81,7 @@ def missing_modality_degradation(policy: Policy, samples: list[tuple[dict, np.nd
     result = {}
     for name, degrade in conditions.items():
         errors = []
+        policy.reset()
         for obs, truth in samples:
             pred = policy.predict_chunk(degrade(obs)).actions[: len(truth)]
             errors.append(np.abs(pred - truth[: len(pred)]).mean())

@@ -16,6 +16,7 @@ it gave, and its rejection counters. JSON on stdout (and --out).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -208,14 +209,13 @@ def run(
     transports: str = "LARGE_DATA",
 ) -> dict:
     domain = random.Random(os.getpid() ^ time.time_ns()).randrange(1, 200)
-    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = transports  # this process and the node's
     unknown = set(skip) - set(SENSOR_KINDS + INSTRUCTION_KINDS)
     if unknown:
         raise ValueError(f"unknown kinds {sorted(unknown)}; kinds: {SENSOR_KINDS + INSTRUCTION_KINDS}")
-    command = node_command(
-        "policy_node", CONFIG_DIR / "policy.yaml", {"checkpoint": str(checkpoint), "device": "cpu", **(overrides or {})}
-    )
-    with ros_processes({"policy_node": command}, domain, out_dir) as procs:
+    params = {"checkpoint": str(checkpoint), "device": "cpu", **(overrides or {})}
+    nodes = {"policy_node": node_command("policy_node", CONFIG_DIR / "policy.yaml", params)}
+    # Fast DDS reads its transports when a participant is made: this process's and the node's.
+    with _environment("FASTDDS_BUILTIN_TRANSPORTS", transports), ros_processes(nodes, domain, out_dir) as procs:
         rclpy.init(domain_id=domain)
         robot = HostileRobot()
         try:
@@ -240,6 +240,20 @@ def run(
         finally:
             robot.destroy_node()
             rclpy.try_shutdown()
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """Set one environment variable for the duration of the block, and put it back after."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def _moving(actions, since: float, until: float = float("inf")) -> int:

@@ -306,7 +306,10 @@ def run_train(args) -> int:
 
     config = load_config(args.config, args.overrides)
     trainer = Trainer(config, resume=args.resume)
-    result = trainer.train(until=args.until)
+    try:
+        result = trainer.train(until=args.until)
+    finally:
+        trainer.dist.close()
     if trainer.dist.main:  # under torchrun, one report
         emit(result)
     return 0

@@ -14,6 +14,14 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * w).sum(1) / w.sum(1).clamp(min=1)
 
 
+def chunk_mean(err: Tensor, mask: Tensor) -> Tensor:
+    """(B, H) per-step errors, (B, H) valid steps -> scalar mean over every step of the batch, the
+    padded ones (past an episode's end) counting as zero (LeRobot's convention). Every sample
+    weighs the same whatever its padding, so the mean of per-rank losses that DDP's gradient
+    averaging takes is the global batch's loss."""
+    return (err * mask).sum() / mask.numel()
+
+
 def same_instruction(text_ids: Tensor) -> Tensor:
     """(B, L) -> (B, B) bool: pairs with identical instructions (positives, never negatives)."""
     return (text_ids[:, None, :] == text_ids[None, :, :]).all(-1)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vla_policy.config import ModelConfig
+from vla_policy.losses import chunk_mean
 from vla_policy.models.encoders import SpatialSoftmax
 
 
@@ -57,7 +58,7 @@ class ConvBCModel(nn.Module):
     def compute_loss(self, batch: dict) -> dict[str, Tensor]:
         err = F.l1_loss(self._predict(batch), batch["actions"], reduction="none").mean(-1)  # (B, H)
         mask = batch["action_mask"].float()
-        action = (err * mask).sum() / mask.sum().clamp(min=1)
+        action = chunk_mean(err, mask)
         return {"action": action, "total": action}
 
     @torch.no_grad()

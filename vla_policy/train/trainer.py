@@ -2,22 +2,23 @@
 JSONL metrics, periodic validation, last/best checkpoints and exact resume; DDP under torchrun.
 
 Exact resume: batches come from a DistributedSampler order that depends only on (seed, epoch),
-the position inside the epoch is checkpointed, and so are torch's and Python's RNG states.
+the position inside the epoch is checkpointed, and so are every rank's torch and Python RNG states.
+
+Under torchrun each rank takes `train.batch_size` samples a step from its own share of the
+sampler's order (the global batch is batch_size x WORLD_SIZE), draws its own noise and
+augmentation (seed + rank), and only rank 0 validates and writes.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
@@ -26,7 +27,6 @@ from vla_policy.action_space import for_env
 from vla_policy.config import Config, save_yaml, to_dict
 from vla_policy.data.windows import DemoWindows, compute_stats, fingerprint, load_demos
 from vla_policy.models.build import build_model
-from vla_policy.policy import pick_device
 from vla_policy.train.augment import prepare_batch
 from vla_policy.train.checkpoint import (
     CheckpointError,
@@ -37,6 +37,7 @@ from vla_policy.train.checkpoint import (
     save_checkpoint,
     trainable_state,
 )
+from vla_policy.train.distributed import Distributed
 
 
 def warmup_ema(max_decay: float):
@@ -66,23 +67,6 @@ def warmup_cosine(warmup: int, total: int):
     return factor
 
 
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(int(os.environ.get("RANK", "0")), world)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def split_demos(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     order = np.random.default_rng(seed).permutation(n).tolist()
     n_val = min(n - 1, max(1, round(n * val_fraction))) if n > 1 and val_fraction > 0 else 0
@@ -97,8 +81,8 @@ class Trainer:
             raise ValueError("train.dataset is empty; pass train.dataset=path/to/demos.hdf5")
         self.out = Path(t.out)
         self.ckpt_dir = self.out / "checkpoints"
-        self.device = pick_device("auto")
-        torch.manual_seed(t.seed)
+        self.device = self.dist.device
+        torch.manual_seed(t.seed)  # the same initial weights on every rank
         random.seed(t.seed)
         demos, self.env_args = load_demos(t.dataset, config.model)
         train_ids, val_ids = split_demos(len(demos), t.val_fraction, t.seed)
@@ -130,9 +114,12 @@ class Trainer:
         self.sampler = DistributedSampler(self.train_set, self.dist.world, self.dist.rank, shuffle=True, seed=t.seed)
         self.step, self.epoch, self.offset, self.best = 0, 0, 0, float("inf")
         self.train_seconds = 0.0  # wall time spent in train(), summed over resumes
+        if self.dist.rank:  # each other rank its own noise and augmentation; rank 0 goes on as one process would
+            torch.manual_seed(t.seed + self.dist.rank)
+            random.seed(t.seed + self.dist.rank)
         if resume:
             self._resume()
-        self.ddp = torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.world > 1 else self.model
+        self.ddp = self.dist.wrap(self.model)
 
     # ---------------------------------------------------------------- resume
     def _resume(self) -> None:
@@ -150,10 +137,17 @@ class Trainer:
         self.ema.n_averaged.fill_(meta["ema_n_averaged"])
         self.step, self.epoch, self.offset, self.best = meta["step"], meta["epoch"], meta["offset"], meta["best"]
         self.train_seconds = meta.get("train_seconds", 0.0)
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        own = "" if self.dist.main else f"rank{self.dist.rank}."
+        if f"{own}torch" not in rng:  # saved by a job of fewer ranks: this one starts a fresh stream
+            print(f"rank {self.dist.rank}: {path} has no RNG state for it; seeding from (seed, rank, step)")
+            torch.manual_seed(hash((self.config.train.seed, self.dist.rank, self.step)) % 2**63)
+            random.seed(hash((self.config.train.seed, self.dist.rank, self.step)))
+            return
+        torch.set_rng_state(rng[f"{own}torch"])
+        if f"{own}cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[f"{own}cuda"], self.device)
+        python = rng[f"{own}python"]
+        random.setstate((python[0], tuple(python[1]), python[2]))
 
     # ------------------------------------------------------------------ loop
     def batches(self):
@@ -190,6 +184,7 @@ class Trainer:
             self.step += 1
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
+                last = self.dist.mean(last)  # the global batch's losses, not rank 0's share
                 last.update(
                     step=self.step,
                     lr=self.scheduler.get_last_lr()[0],
@@ -226,6 +221,12 @@ class Trainer:
         """EMA model on held-out demos: losses and the mean absolute action error (raw units)."""
         if self.val_set is None or len(self.val_set) == 0:
             return {}
+        # Its draws (flow noise) leave the training stream alone: training goes on as if no
+        # validation ran, whatever eval_every is and whichever rank validates.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            return self._validate(max_batches)
+
+    def _validate(self, max_batches: int) -> dict:
         model = self.ema.module.eval()
         size = self.config.train.batch_size
         totals: dict[str, float] = {}
@@ -245,20 +246,29 @@ class Trainer:
         return {k: v / count for k, v in totals.items()}
 
     def _validate_and_save(self, log) -> None:
-        metrics = self.validate()
+        rng = self.dist.gather(self._rng_state())  # a collective: every rank takes part
         if not self.dist.main:
             return
+        metrics = self.validate()
         if log and metrics:
             log.write(json.dumps({"step": self.step, **metrics}) + "\n")
             log.flush()
         score = metrics.get("val_action_l1", -self.step)
         improved = score < self.best
         self.best = min(self.best, score)
-        self._save("last", metrics)
+        # Rank 0's state under the plain names, rank r's under "rank{r}.".
+        rng = {f"rank{r}.{k}" if r else k: v for r, state in enumerate(rng) for k, v in state.items()}
+        self._save("last", metrics, rng)
         if improved:
-            self._save("best", metrics)
+            self._save("best", metrics, rng)
 
-    def _save(self, name: str, metrics: dict) -> None:
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _save(self, name: str, metrics: dict, rng: dict) -> None:
         meta = {
             "step": self.step,
             "epoch": self.epoch,
@@ -276,9 +286,6 @@ class Trainer:
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "parameters": sum(v.numel() for v in trainable_state(self.model).values()),
         }
-        rng = {"torch": torch.get_rng_state(), "python": list(random.getstate())}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(
             self.ckpt_dir / name,
             ema_model=self.ema.module,

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vla_policy.losses import chunk_mean
 from vla_policy.models.heads import register_head
 
 
@@ -49,7 +50,7 @@ class DiscreteHead(nn.Module):
         logits = self.logits(run_suffix, actions.shape[0])
         target = self.tokenizer.encode(actions)
         ce = F.cross_entropy(logits.flatten(0, 2), target.flatten(), reduction="none").view(target.shape).mean(-1)
-        return (ce * action_mask).sum() / action_mask.sum().clamp(min=1)
+        return chunk_mean(ce, action_mask)  # (B, H) -> ()
 
     @torch.no_grad()
     def sample(self, run_suffix, batch: int, device, generator: torch.Generator | None = None) -> Tensor:

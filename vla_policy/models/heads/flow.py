@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vla_policy.losses import chunk_mean
 from vla_policy.models.heads import register_head
 
 
@@ -52,7 +53,7 @@ class FlowHead(nn.Module):
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
         v = self.velocity(run_suffix, x_t, t)
         err = F.mse_loss(v, noise - actions, reduction="none").mean(-1)  # (B, H)
-        return (err * action_mask).sum() / action_mask.sum().clamp(min=1)
+        return chunk_mean(err, action_mask)  # (B, H) -> ()
 
     @torch.no_grad()
     def sample(self, run_suffix, batch: int, device, generator: torch.Generator | None = None) -> Tensor:

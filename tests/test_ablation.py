@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from sim.env import EnvConfig
 from vla_policy.data.collect import collect
-from vla_policy.eval.ablation import Matrix, compare_to_reference, main_effects, markdown, table
+from vla_policy.eval.ablation import Matrix, compare_to_reference, eval_all, main_effects, markdown, table
 
 
 def _matrix(tmp_path, demos) -> str:
@@ -145,7 +146,7 @@ def test_a_baseline_on_the_reference_design_stays_out_of_the_main_effects(tmp_pa
     assert result["rows"][2]["vs_reference"]["lost"] == 2
 
 
-def test_ablate_end_to_end(tmp_path, vla_cmd):
+def test_ablate_end_to_end(tmp_path, vla_cmd, monkeypatch):
     demos = tmp_path / "pick.hdf5"
     collect("pick", 2, demos, config=EnvConfig(task="pick", image_size=32))
     matrix = _matrix(tmp_path, demos)
@@ -187,3 +188,16 @@ def test_ablate_end_to_end(tmp_path, vla_cmd):
     row.write_text(json.dumps(json.loads(row.read_text()) | {"dataset_fingerprint": "other"}))
     subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--phase", "table"], check=True, capture_output=True)
     assert "WARNING: the rows were trained on different datasets" in (tmp_path / "ablation" / "ablation.md").read_text()
+    # A kill while the missing row is written leaves no row (the variant is not done), never half of one.
+    discrete = Matrix.load(matrix).select(["head-discrete"])
+    monkeypatch.setattr(os, "replace", _killed)
+    with pytest.raises(SystemExit):
+        eval_all(Matrix.load(matrix), discrete)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "ablation" / "rows").iterdir()) == ["blind.json", "head-flow.json"]
+    eval_all(Matrix.load(matrix), discrete)
+    assert json.loads((tmp_path / "ablation" / "rows" / "head-discrete.json").read_text())["steps"] == 2
+
+
+def _killed(*args):
+    raise SystemExit("killed before the rename")

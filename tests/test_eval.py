@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from sim.env import EnvConfig
 from vla_policy.eval.metrics import paired_comparison, wilson_interval
+from vla_policy.eval.report import write_report
 from vla_policy.eval.runner import POLICIES, evaluate, register_policy, skill_average
 
 
@@ -60,6 +64,27 @@ def test_expert_through_the_runner():
         0 <= r["inference_ms_p50"] <= r["inference_ms_max"] and r["inference_ms_mean"] <= r["inference_ms_max"]
         for r in report["episodes"]
     )
+
+
+def test_a_report_write_killed_before_its_rename_leaves_the_previous_report(tmp_path, monkeypatch):
+    """report.json marks a finished evaluation (`vla ablate` skips re-evaluating when it exists):
+    a kill while it is written must leave the old report or the new one, whole."""
+    report = evaluate(EnvConfig(task="pick", cameras=()), {"kind": "expert"}, episodes=1, seed=1_000_000)
+    write_report(report, tmp_path)
+    before = (tmp_path / "report.json").read_text()
+    changed = {**report, "overall": {**report["overall"], "successes": 0}}
+
+    def killed(*args):
+        raise SystemExit("killed before the rename")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(SystemExit):
+        write_report(changed, tmp_path)
+    monkeypatch.undo()
+    assert (tmp_path / "report.json").read_text() == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # nothing left aside
+    write_report(changed, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["overall"]["successes"] == 0
 
 
 def test_failing_policy_is_reported_not_lost():

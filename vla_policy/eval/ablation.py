@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from vla_policy.atomic import write_text_atomic
 from vla_policy.config import load_config
 from vla_policy.eval.metrics import paired_comparison
 
@@ -226,7 +227,7 @@ def _record(matrix: Matrix, v: Variant) -> None:
         "dataset_fingerprint": meta.get("dataset_fingerprint"),
     }
     matrix.row_path(v).parent.mkdir(parents=True, exist_ok=True)
-    matrix.row_path(v).write_text(json.dumps(row, indent=2))
+    write_text_atomic(matrix.row_path(v), json.dumps(row, indent=2))  # the row marks the variant done
 
 
 # ------------------------------------------------------------------- table
@@ -248,8 +249,8 @@ def table(matrix: Matrix) -> dict:
         "dataset_fingerprints": sorted({str(r.get("dataset_fingerprint")) for r in rows}),
     }
     matrix.results.mkdir(parents=True, exist_ok=True)
-    (matrix.results / "ablation.json").write_text(json.dumps(result, indent=2))
-    (matrix.results / "ablation.md").write_text(markdown(result))
+    write_text_atomic(matrix.results / "ablation.json", json.dumps(result, indent=2))
+    write_text_atomic(matrix.results / "ablation.md", markdown(result))
     if rows:
         plot(result, matrix.results / "ablation.png")
     return result

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vla_policy.atomic import write_text_atomic
+
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 
 
@@ -19,16 +21,19 @@ def write_report(
     failure_videos: int = 10,
     success_videos: int = 3,
 ) -> Path:
-    """Write DIR/report.json; from `media_dir` (per-episode mp4 + npy written by the runner) keep
-    the first `success_videos` successes and `failure_videos` failures in DIR/videos, plot, and
-    delete the rest."""
+    """From `media_dir` (per-episode mp4 + npy written by the runner) keep the first
+    `success_videos` successes and `failure_videos` failures in DIR/videos, plot, delete the rest,
+    and write DIR/report.json last and atomically: it marks a finished evaluation."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_success(report, out / "success.png")
-    if media_dir is None or not Path(media_dir).exists():
-        return out
-    media = Path(media_dir)
+    if media_dir is not None and Path(media_dir).exists():
+        _keep_media(report, Path(media_dir), out, failure_videos, success_videos)
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
+    return out
+
+
+def _keep_media(report: dict, media: Path, out: Path, failure_videos: int, success_videos: int) -> None:
     successes = [r for r in report["episodes"] if r["success"]]
     failures = [r for r in report["episodes"] if not r["success"]]
     videos = out / "videos"
@@ -45,7 +50,6 @@ def write_report(
     if traces:
         plot_actions(traces, out / "actions.png")
     shutil.rmtree(media, ignore_errors=True)
-    return out
 
 
 def _label(record: dict) -> str:

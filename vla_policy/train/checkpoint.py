@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from vla_policy.atomic import fsync_dir
 from vla_policy.config import Config, from_dict, to_dict
 from vla_policy.data.normalize import NormStats
 
@@ -97,7 +98,7 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)  # a kill between these two renames leaves `.old`: loading falls back to it
     os.replace(tmp, directory)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
     return directory
 
@@ -106,15 +107,7 @@ def _fsync_tree(directory: Path) -> None:
     for path in directory.iterdir():
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
 
 
 def complete_checkpoint(path: str | Path) -> Path:

@@ -137,8 +137,9 @@ def collect(
 def _collect_parallel(job, episodes, workers, seed, max_attempts, kept, on_result) -> None:
     """Keep at most `workers` episodes in flight; submit more only while successes are short."""
     ctx = mp.get_context("spawn")  # fork after EGL initialisation hangs
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(job.config, job.dagger_checkpoint)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(job.config, job.dagger_checkpoint)
+    ) as pool:
         inflight: set[Future] = set()
         next_index = 0
         while True:

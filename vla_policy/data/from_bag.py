@@ -140,9 +140,19 @@ def _episode(data: dict, instruction: str | None, topics: BagTopics, task: str, 
     rewards[-1] = float(success)
     dones = np.zeros(length, np.uint8)
     dones[-1] = 1
-    return Episode(obs=arrays, actions=actions, states=np.zeros((length, 0)), rewards=rewards, dones=dones,
-                   final_state=np.zeros(0), instruction=instruction, task=task, seed=index,
-                   success=success, goal={"source": "rosbag2"})
+    return Episode(
+        obs=arrays,
+        actions=actions,
+        states=np.zeros((length, 0)),
+        rewards=rewards,
+        dones=dones,
+        final_state=np.zeros(0),
+        instruction=instruction,
+        task=task,
+        seed=index,
+        success=success,
+        goal={"source": "rosbag2"},
+    )
 
 
 def _instruction(carried: list[tuple[float, str]], own: list[tuple[float, str]], starts: list[float]) -> str | None:
@@ -197,9 +207,17 @@ def convert_bag(
         raise DatasetError(f"{bag}: no file holds an instruction, {topics.cameras[0]} frames, joint states and actions")
     control_freq = int(round(1.0 / float(np.median(periods)))) if periods else 20
     image = episodes[0].obs[f"{topics.cameras[0]}_image"]
-    env_args = {"env_name": task, "type": "rosbag2", "source": str(bag),
-                "env_kwargs": {"task": task, "cameras": list(topics.cameras), "image_size": int(image.shape[1]),
-                               "control_freq": control_freq}}
+    env_args = {
+        "env_name": task,
+        "type": "rosbag2",
+        "source": str(bag),
+        "env_kwargs": {
+            "task": task,
+            "cameras": list(topics.cameras),
+            "image_size": int(image.shape[1]),
+            "control_freq": control_freq,
+        },
+    }
     tmp = out.with_name(out.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
@@ -207,6 +225,12 @@ def convert_bag(
         for i, episode in enumerate(episodes):
             write_episode(data.create_group(f"demo_{i}"), episode)
     os.replace(tmp, out)
-    return {"bag": str(bag), "out": str(out), "demos": len(episodes), "skipped_files": skipped,
-            "steps": int(sum(len(e) for e in episodes)), "successes": int(sum(e.success for e in episodes)),
-            "control_freq": control_freq}
+    return {
+        "bag": str(bag),
+        "out": str(out),
+        "demos": len(episodes),
+        "skipped_files": skipped,
+        "steps": int(sum(len(e) for e in episodes)),
+        "successes": int(sum(e.success for e in episodes)),
+        "control_freq": control_freq,
+    }

@@ -52,7 +52,9 @@ def open_dataset(path: str | Path, mode: str = "r"):
         ) from err
     try:
         if mode == "r" and "data" not in f:
-            raise DatasetError(f"{path}: no 'data' group; this is not a vla_stack/robomimic dataset (top-level keys: {list(f)})")
+            raise DatasetError(
+                f"{path}: no 'data' group; this is not a vla_stack/robomimic dataset (top-level keys: {list(f)})"
+            )
         yield f
     finally:
         f.close()
@@ -135,7 +137,11 @@ def dataset_info(path: str | Path) -> dict:
             "path": str(path),
             "demos": len(names),
             "steps": int(sum(lengths)),
-            "episode_length": {"min": min(lengths, default=0), "mean": float(np.mean(lengths)) if lengths else 0.0, "max": max(lengths, default=0)},
+            "episode_length": {
+                "min": min(lengths, default=0),
+                "mean": float(np.mean(lengths)) if lengths else 0.0,
+                "max": max(lengths, default=0),
+            },
             "success_rate": successes / len(names) if names else 0.0,
             "tasks": tasks,
             "instructions": dict(sorted(instructions.items())),
@@ -168,7 +174,9 @@ def validate_dataset(path: str | Path) -> list[str]:
                 if obs_keys is None:
                     obs_keys = keys
                 elif keys != obs_keys:
-                    problems.append(f"data/{name}/obs: keys {sorted(keys)} differ from the first demo's {sorted(obs_keys)}")
+                    problems.append(
+                        f"data/{name}/obs: keys {sorted(keys)} differ from the first demo's {sorted(obs_keys)}"
+                    )
     except DatasetError as err:
         problems.append(str(err))
     return problems

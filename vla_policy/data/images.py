@@ -8,7 +8,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 _CHANNEL_ORDER = {"rgb8": slice(None), "bgr8": slice(None, None, -1)}
 
 
@@ -37,5 +36,10 @@ def preprocess_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Ten
     top, left = (h - side) // 2, (w - side) // 2
     x = x[..., top : top + side, left : left + side, :].reshape(-1, side, side, 3).permute(0, 3, 1, 2).float() / 255
     if side != size:
-        x = F.interpolate(x, size=(size, size), mode="area" if side > size else "bilinear", align_corners=None if side > size else False)
+        x = F.interpolate(
+            x,
+            size=(size, size),
+            mode="area" if side > size else "bilinear",
+            align_corners=None if side > size else False,
+        )
     return x.reshape(*lead, 3, size, size)

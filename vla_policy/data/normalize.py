@@ -35,7 +35,9 @@ class NormStats:
 
     @classmethod
     def from_dict(cls, data: dict) -> "NormStats":
-        return cls(**{k: tuple(float(x) for x in data[k]) for k in ("proprio_mean", "proprio_std", "action_min", "action_max")})
+        return cls(
+            **{k: tuple(float(x) for x in data[k]) for k in ("proprio_mean", "proprio_std", "action_min", "action_max")}
+        )
 
     def normalize_proprio(self, proprio: np.ndarray) -> np.ndarray:
         return (proprio - np.asarray(self.proprio_mean)) / np.asarray(self.proprio_std)

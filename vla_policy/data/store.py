@@ -103,7 +103,9 @@ def pack_file(path: str | Path) -> int:
             try:
                 src.copy(src["data"][name], data, name=name)
             except (KeyError, OSError) as err:
-                raise DatasetError(f"{path}: demo {name} cannot be read ({err}); its part file is missing or broken") from err
+                raise DatasetError(
+                    f"{path}: demo {name} cannot be read ({err}); its part file is missing or broken"
+                ) from err
             total += int(data[name]["actions"].shape[0])
         data.attrs["total"] = total
     os.replace(tmp, path)

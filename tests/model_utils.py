@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from vla_policy.config import ModelConfig, load_config, merge
-from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.text import tokenize
+from vla_policy.proprio import proprio_from_obs
 
 
 def tiny_model_config(**updates) -> ModelConfig:

@@ -176,7 +176,7 @@ def test_dagger_records_the_experts_labels_along_the_policys_rollout(tiny_checkp
 
 def test_training_reads_several_datasets_as_one(dataset, tmp_path):
     from vla_policy.config import load_config
-    from vla_policy.data.windows import fingerprint, load_demos
+    from vla_policy.data.demos import fingerprint, load_demos
 
     copy = tmp_path / "copy.hdf5"
     shutil.copy(dataset, copy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -354,3 +355,34 @@ def test_each_fusion_lets_exactly_its_own_modalities_meet(fusion):
             for layer in module.cross:
                 layer.attn_gate.fill_(1.0)
             assert moved(parts(text, vision)[2], parts(text + torch.randn_like(text), vision)[2])
+
+
+ALIGNMENT_OBJECTIVES = {  # aux loss -> the parameters that only it trains
+    "infonce": ("log_temperature", "image_proj.weight", "text_proj.weight"),
+    "triplet": ("image_proj.weight", "text_proj.weight"),
+    "align_uniform": ("image_proj.weight", "text_proj.weight"),
+    "masked": ("mask_token", "mask_decoder.weight"),
+    "sinkhorn": (),
+}
+
+
+@pytest.mark.parametrize("name", ALIGNMENT_OBJECTIVES)
+def test_each_alignment_objective_joins_the_total_with_its_weight_and_trains(name):
+    """Through compute_loss, as training runs it: the objective is reported, weighted into the
+    total, reaches its own parameters and the vision encoder, and optimising it lowers it."""
+    config = tiny_model_config(head="discrete", aux={name: 0.5})
+    torch.manual_seed(0)
+    model = VLAModel(config, PROPRIO_DIM)
+    batch = random_batch(config, batch=6)
+    losses = model.compute_loss(batch)
+    assert set(losses) == {"action", "world_model", name, "total"}
+    expected = losses["action"] + config.world_model_weight * losses["world_model"] + 0.5 * losses[name]
+    assert torch.allclose(losses["total"], expected) and torch.isfinite(losses[name]) and losses[name] > 0
+    model.zero_grad()
+    losses[name].backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for own in ALIGNMENT_OBJECTIVES[name]:
+        assert grads[own] is not None and grads[own].abs().sum() > 0, own
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("vision.")), name
+    values = fit(model, batch, name, torch.optim.Adam(model.parameters(), lr=1e-3), 40)
+    assert np.mean(values[-5:]) < 0.9 * values[0], values

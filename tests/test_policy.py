@@ -135,7 +135,7 @@ def test_chunks_play_open_loop_for_the_configured_steps():
 def test_orientation_proprio_is_continuous_where_the_quaternion_flips():
     import transforms3d
 
-    from vla_policy.data.windows import proprio_from_obs
+    from vla_policy.proprio import proprio_from_obs
 
     # A gripper pointing down is a rotation of ~180 degrees, where the w >= 0 convention flips
     # the whole quaternion between two nearly equal orientations.

@@ -213,7 +213,8 @@ def test_language_blind_baseline_trains_and_ignores_the_instruction(demos, tmp_p
 
 
 def test_device_resident_windows_match_the_episode(demos):
-    from vla_policy.data.windows import DemoWindows, compute_stats, load_demos
+    from vla_policy.data.demos import compute_stats, load_demos
+    from vla_policy.data.windows import DemoWindows
 
     config = load_config("tiny")
     loaded, _ = load_demos(str(demos), config.model)
@@ -252,7 +253,7 @@ def test_object_position_targets_come_from_object_state(demos, tmp_path):
 
 
 def test_instructions_are_reworded_to_name_each_object():
-    from vla_policy.data.windows import instructions_naming_each_object
+    from vla_policy.data.rewording import instructions_naming_each_object
 
     names = ("red", "green", "blue")
     assert instructions_naming_each_object("pick up the red cube", "red", names) == [
@@ -271,7 +272,7 @@ def test_instructions_are_reworded_to_name_each_object():
 
 
 def test_stack_instructions_are_reworded_in_both_roles():
-    from vla_policy.data.windows import rewordings
+    from vla_policy.data.rewording import rewordings
 
     names = ("red", "green", "blue")
     put = "put the green cube on the red cube"

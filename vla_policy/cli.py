@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Callable
 
-from sim.suggest import did_you_mean
+from vla_policy.registry import did_you_mean
 
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}  # name -> (add_arguments, run, help)
 

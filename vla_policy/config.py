@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from sim.suggest import did_you_mean
+from vla_policy.registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ModelConfig:
     dropout: float = 0.0
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    # eef_rot6d is derived from eef_quat (vla_policy.data.windows.DERIVED_PROPRIO): a continuous
+    # eef_rot6d is derived from eef_quat (vla_policy.proprio.DERIVED_PROPRIO): a continuous
     # orientation, where the quaternion's sign flips for a gripper pointing down.
     proprio_keys: tuple[str, ...] = ("joint_pos", "gripper_qpos", "eef_pos", "eef_rot6d")
     fusion: str = "gated"

@@ -1,5 +1,8 @@
-"""Auxiliary alignment objectives (seed 001): contrastive, triplet, alignment/uniformity, masked
-modelling, Sinkhorn optimal transport. Inputs are L2-normalised unless said otherwise."""
+"""Loss functions: the action chunk's mean, and the auxiliary image-text alignment objectives:
+contrastive InfoNCE (CLIP, Radford et al. 2021), triplet with the hardest in-batch negatives
+(VSE++, Faghri et al. 2018), alignment and uniformity on the hypersphere (Wang & Isola 2020) and
+Sinkhorn optimal transport (Cuturi 2013). Inputs are L2-normalised unless said otherwise. Masked
+patch modelling needs the model's own fusion and lives in the model (VLAModel._masked_patch_loss)."""
 
 from __future__ import annotations
 
@@ -88,16 +91,3 @@ def sinkhorn_alignment_loss(
     cost = cost.masked_fill(invalid, 4.0)
     plan = sinkhorn(cost.detach(), reg)
     return (plan * cost).masked_fill(invalid, 0).sum((1, 2)).mean()
-
-
-def masked_patch_loss(model, batch: dict, m, ratio: float = 0.4) -> Tensor:
-    """Masked multimodal modelling: hide a random subset of vision tokens (replace with a learned
-    mask token), fuse with the full text, and regress the hidden tokens' original features."""
-    target = m.vision.detach()
-    hide = (torch.rand(target.shape[:2], device=target.device) < ratio) & m.vision_mask  # (B, N)
-    corrupted = torch.where(hide[..., None], model.mask_token.expand_as(target), m.vision)
-    m_masked = type(m)(corrupted, m.vision_mask, m.text, m.text_mask, m.proprio, m.cameras)
-    tokens, _ = model.fusion(m_masked)
-    recon = model.mask_decoder(tokens[:, -target.shape[1] :])  # fusions end with the vision tokens
-    err = F.mse_loss(recon, target, reduction="none").mean(-1)
-    return (err * hide).sum() / hide.sum().clamp(min=1)

@@ -22,8 +22,8 @@ from vla_policy.action_space import ActionSpace, from_meta, panda_osc
 from vla_policy.config import Config
 from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
-from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.text import tokenize
+from vla_policy.proprio import proprio_from_obs
 from vla_policy.scheduler import ActionScheduler
 from vla_policy.types import ActionChunk
 

@@ -1,12 +1,19 @@
-"""Registries: a dict plus a decorator, with errors that list the valid names."""
+"""Registries: a dict plus a decorator, with errors that list the valid names; and the hint for
+any name a person types (a registry entry, a config key, a CLI choice)."""
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
-
-from sim.suggest import did_you_mean
+import difflib
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or '' when none is close. The simulator has
+    its own (sim.suggest): the policy side does not import the simulator."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Registry(Generic[T]):

@@ -10,9 +10,9 @@ import torch
 
 from vla_policy.config import Config, load_config, merge
 from vla_policy.data.normalize import NormStats
-from vla_policy.data.windows import proprio_from_obs
 from vla_policy.models.build import build_model
 from vla_policy.policy import Policy
+from vla_policy.proprio import proprio_from_obs
 from vla_policy.train.augment import prepare_batch
 
 

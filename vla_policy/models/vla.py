@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -183,10 +185,21 @@ class VLAModel(nn.Module):
         if w.align_uniform:
             out["align_uniform"] = L.alignment(image, text) + L.uniformity(image) + L.uniformity(text)
         if w.masked:
-            out["masked"] = L.masked_patch_loss(self, batch, m)
+            out["masked"] = self._masked_patch_loss(m)
         if w.sinkhorn:
             out["sinkhorn"] = L.sinkhorn_alignment_loss(m.vision, m.vision_mask, m.text, m.text_mask)
         return out
+
+    def _masked_patch_loss(self, m: Modalities, ratio: float = 0.4) -> Tensor:
+        """Masked multimodal modelling: hide a random subset of vision tokens (the learned mask
+        token in their place), fuse with the full text, and regress the hidden tokens' features."""
+        target = m.vision.detach()  # (B, N, D)
+        hide = (torch.rand(target.shape[:2], device=target.device) < ratio) & m.vision_mask  # (B, N)
+        corrupted = torch.where(hide[..., None], self.mask_token.expand_as(target), m.vision)
+        tokens, _ = self.fusion(dataclasses.replace(m, vision=corrupted))
+        recon = self.mask_decoder(tokens[:, -target.shape[1] :])  # fusions end with the vision tokens
+        err = F.mse_loss(recon, target, reduction="none").mean(-1)  # (B, N)
+        return (err * hide).sum() / hide.sum().clamp(min=1)
 
     def predict_object_positions(self, context: Tensor, prefix_mask: Tensor) -> Tensor:
         """(B, Np, D) context -> (B, K, 3) object positions relative to the gripper (decimetres)."""

@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from vla_policy.action_space import for_env
 from vla_policy.config import Config, save_yaml, to_dict
-from vla_policy.data.windows import DemoWindows, compute_stats, fingerprint, load_demos
+from vla_policy.data.demos import compute_stats, fingerprint, load_demos
+from vla_policy.data.windows import DemoWindows
 from vla_policy.models.build import build_model
 from vla_policy.train.augment import prepare_batch
 from vla_policy.train.checkpoint import (

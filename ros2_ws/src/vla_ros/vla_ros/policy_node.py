@@ -35,8 +35,8 @@ from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from vla_policy.data.windows import proprio_sources
 from vla_policy.policy import Policy
+from vla_policy.proprio import proprio_sources
 from vla_policy.scheduler import ActionScheduler
 from vla_policy.train.checkpoint import read_checkpoint_meta
 from vla_ros import conversions as conv

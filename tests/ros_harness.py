@@ -82,18 +82,17 @@ class Robot(Node):
                 }
             )
 
-    def publish_inputs(self, cameras=("agentview", "wrist")) -> None:
+    def publish_inputs(self, cameras=("agentview", "wrist"), joints: bool = True, pose: bool = True) -> None:
         stamp = conv.seconds_to_stamp(self.get_clock().now().nanoseconds * 1e-9 + self.stamp_offset)
         rng = np.random.default_rng(len(self.actions))
         shape = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)  # (H, W)
         for camera in cameras:
             self.images[camera].publish(conv.numpy_to_image(rng.integers(0, 255, shape + (3,), np.uint8), stamp))
-        self.joints.publish(
-            conv.numpy_to_joint_state(
-                GRIPPER + ARM[::-1], np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]], None, stamp
-            )
-        )  # any order: matched by name
-        self.pose.publish(conv.numpy_to_pose([0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], stamp, "world"))
+        if joints:  # any order: matched by name
+            positions = np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]]
+            self.joints.publish(conv.numpy_to_joint_state(GRIPPER + ARM[::-1], positions, None, stamp))
+        if pose:
+            self.pose.publish(conv.numpy_to_pose([0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], stamp, "world"))
 
     def spin_for(self, seconds: float, publish_hz: float = 0.0, **publish) -> None:
         """Spin; with publish_hz, publish a full set of inputs at that rate (kept across calls)."""

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from ros_harness import ARM, GRIPPER, is_hold, policy_node
@@ -75,6 +76,10 @@ def test_runs_at_the_control_rate_and_reports(tiny_checkpoint, tmp_path):
         # boundaries in 2 s; one chunk delayed by a loaded machine may cost a tick or two (seen once
         # in a full suite run), which is the benchmark's business, not this test's.
         assert sum(is_hold(a) for a in actions) <= 2
+        # A new chunk within replan_every x dt = 0.2 s of the last (the tiny checkpoint's 4 steps):
+        # planned one worst wake-to-chunk time early, from the next 20 Hz frame, so 0.15 s here.
+        chunks = [t for t in robot.chunks if t >= start]
+        assert 0.1 <= float(np.median(np.diff(chunks))) <= 0.2, np.diff(chunks)
         robot.spin_until(
             lambda: robot.last_diagnostics().get("message") == "running", 5, "a 'running' diagnostic", publish_hz=20
         )
@@ -101,6 +106,38 @@ def test_stale_camera_holds_within_a_tick(tiny_checkpoint, tmp_path):
             cameras=("wrist",),
         )
         robot.spin_until(lambda: not is_hold(robot.actions[-1][1]), 10, "recovery", publish_hz=20)
+
+
+@pytest.mark.parametrize("stream, stop", [("joint_states", {"joints": False}), ("eef_pose", {"pose": False})])
+def test_stale_joint_states_or_eef_pose_hold_within_a_tick(tiny_checkpoint, tmp_path, stream, stop):
+    """Proprio is an input like a camera: when the arm's state stops, the node holds and says which."""
+    with policy_node(tiny_checkpoint, tmp_path, max_staleness_ms=200.0) as (robot, _):
+        _running(robot)
+        robot.spin_for(0.5, publish_hz=20)
+        last = time.monotonic()
+        robot.spin_for(1.0, publish_hz=20, **stop)
+        late = [a for t, a in robot.actions if t > last + 0.2 + 0.02 + 0.08]
+        assert late and all(is_hold(a) for a in late)
+        robot.spin_until(
+            lambda: f"stale inputs: {stream}" in robot.last_diagnostics()["message"],
+            3,
+            f"the diagnostics to name {stream}",
+            publish_hz=20,
+            **stop,
+        )
+        robot.spin_until(lambda: not is_hold(robot.actions[-1][1]), 10, "recovery", publish_hz=20)
+
+
+def test_replan_period_ms_sets_the_time_between_chunks(tiny_checkpoint, tmp_path):
+    """replan_period_ms replaces the checkpoint's replan_every x dt (0.2 s for the tiny one, 0.15 s
+    between chunks in the rate test) with a time of its own; the queue still never runs dry."""
+    with policy_node(tiny_checkpoint, tmp_path, replan_period_ms=100.0) as (robot, _):
+        _running(robot)
+        start = time.monotonic()
+        robot.spin_for(2.0, publish_hz=20)
+        chunks = [t for t in robot.chunks if t >= start]
+        assert 0.04 <= float(np.median(np.diff(chunks))) <= 0.1, np.diff(chunks)  # a frame is 0.05 s
+        assert sum(is_hold(a) for a in robot.actions_since(start)) <= 2
 
 
 def test_no_instruction_holds(tiny_checkpoint, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -87,6 +88,18 @@ def test_resume_with_another_config_is_refused(demos, tmp_path):
     Trainer(_config(demos, tmp_path / "run")).train(until=4)
     with pytest.raises(CheckpointError, match="config differs in .*train.lr"):
         Trainer(_config(demos, tmp_path / "run", lr=0.1), resume=True)
+
+
+def test_resume_on_other_data_under_the_same_path_is_refused(demos, tmp_path):
+    """The config names the dataset by path; a file re-collected under that path is other data
+    (its fingerprint differs), and resuming would silently mix the two."""
+    data = tmp_path / "demos.hdf5"
+    shutil.copy(demos, data)
+    Trainer(_config(data, tmp_path / "run")).train(until=4)
+    data.unlink()
+    collect("pick", 3, data, seed=8, config=EnvConfig(task="pick", image_size=32))
+    with pytest.raises(CheckpointError, match="trained on different data"):
+        Trainer(_config(data, tmp_path / "run"), resume=True)
 
 
 def test_loading_into_another_config_is_a_clear_error(demos, tmp_path):

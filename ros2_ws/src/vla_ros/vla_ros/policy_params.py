@@ -21,7 +21,7 @@ PARAMETERS = {
     "action_high": [1.0] * 7,
     "max_action_rate": 20.0,  # per second, arm dimensions
     "ensemble_decay": 0.1,
-    "replan_period_ms": -1.0,  # least time between chunks; < 0: the checkpoint's replan_every steps; 0: every observation
+    "replan_period_ms": -1.0,  # a new chunk queued within this of the last (planned early); < 0: the checkpoint's replan_every steps; 0: every observation
     "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
     "warmup_iterations": 3,
     "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop

@@ -169,7 +169,7 @@ def test_ablate_end_to_end(tmp_path, vla_cmd, monkeypatch):
     again = subprocess.run([*vla_cmd, "ablate", "--config", matrix], check=True, capture_output=True, text=True)
     assert "head-flow: recorded in" in again.stdout and "training" not in again.stdout  # finished work is kept
 
-    # A later session holds only the committed rows: it tabulates them and names what is missing.
+    # A fresh clone holds only the committed rows: it tabulates them and names what is missing.
     (tmp_path / "ablation" / "rows" / "blind.json").unlink()
     (tmp_path / "ablation" / "rows" / "head-discrete.json").unlink()
     subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--phase", "table"], check=True, capture_output=True)
@@ -183,7 +183,7 @@ def test_ablate_end_to_end(tmp_path, vla_cmd, monkeypatch):
     assert "blind: evaluated" in subset.stdout and "head-discrete" not in subset.stdout.split("| variant |")[0]
     assert json.loads((tmp_path / "ablation" / "ablation.json").read_text())["missing"] == ["head-discrete"]
     assert "WARNING" not in (tmp_path / "ablation" / "ablation.md").read_text()
-    # Rows trained on other data (a later session's collection that differs) are flagged.
+    # Rows trained on other data (a later collection that differs) are flagged.
     row = tmp_path / "ablation" / "rows" / "blind.json"
     row.write_text(json.dumps(json.loads(row.read_text()) | {"dataset_fingerprint": "other"}))
     subprocess.run([*vla_cmd, "ablate", "--config", matrix, "--phase", "table"], check=True, capture_output=True)

@@ -37,7 +37,7 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class AuxLossConfig:
-    """Weights of the seed-001 auxiliary objectives; 0 switches one off."""
+    """Weights of the auxiliary objectives (image-text alignment, privileged positions); 0 switches one off."""
 
     infonce: float = 0.0  # symmetric image<->text InfoNCE, learnable temperature
     triplet: float = 0.0  # triplet with hardest in-batch negatives

@@ -22,7 +22,7 @@ Phases can run on different machines (train where the GPU is, evaluate where the
 each phase skips the variants it has already finished, so an interrupted run continues. A
 variant is finished for good once its row (`<results>/rows/<variant>.json`: success, inference
 time, parameters, train time) is written; rows are small enough to commit, so a matrix too big for
-one session can be measured over several, each committing the rows it added, and the table phase
+one sitting can be measured a few variants at a time, the rows committed as they come, and the table phase
 tabulates the rows there are and names the variants still missing. Every variant is evaluated on
 the same seeds, so each row is also compared episode by episode with the first variant (the
 reference: the first value of every axis), which tells apart variants whose intervals overlap,
@@ -350,7 +350,7 @@ def markdown(result: dict) -> str:
             )
     if result.get("missing"):
         lines.append(f"\nNot measured yet: {', '.join(result['missing'])}.")
-    if len(result.get("dataset_fingerprints", [])) > 1:  # rows from several sessions must share their data
+    if len(result.get("dataset_fingerprints", [])) > 1:  # rows measured at different times must share their data
         lines.append(
             f"\nWARNING: the rows were trained on different datasets: {', '.join(result['dataset_fingerprints'])}."
         )

@@ -1,4 +1,6 @@
-"""Cross-modal attention variants (seed 000, section 3): each is a residual layer over token sets."""
+"""Cross-modal attention variants: plain and Flamingo-gated cross-attention, bidirectional and
+alternating co-attention (ViLBERT, Lu et al. 2019), cross-channel attention; each is a residual
+layer over token sets."""
 
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ class CoAttention(BidirectionalCrossAttention):
 
 class CrossChannelAttention(nn.Module):
     """Each channel (a camera's tokens, the text, ...) attends to the union of the other channels;
-    the updates are concatenated back with a residual (seed 000, section 3.2.3)."""
+    the updates are concatenated back with a residual."""
 
     def __init__(self, dim: int, heads: int, ff_mult: int = 4, dropout: float = 0.0):
         super().__init__()

@@ -1,4 +1,6 @@
-"""Fusion strategies (seed 000, section 4.2), one registry, chosen by `ModelConfig.fusion`.
+"""Fusion strategies, one registry, chosen by `ModelConfig.fusion`: early (single stream, as in
+VisualBERT), late (decision level), cross and gated mid fusion (Flamingo), bidirectional and
+co-attention (two streams, ViLBERT), hybrid (two streams, then one) and cross-channel.
 
 Every fusion maps the encoded modalities to one context token set:
 `forward(m: Modalities) -> (tokens (B, N, D), mask (B, N))`.
@@ -160,7 +162,7 @@ class CoAttentionFusion(BidirectionalFusion):
 
 @register_fusion("hybrid")
 class HybridFusion(nn.Module):
-    """Two-stream cross-attention first, then single-stream joint self-attention (seed 3.3.3)."""
+    """Two-stream cross-attention first, then single-stream joint self-attention."""
 
     def __init__(self, dim: int, heads: int, layers: int):
         super().__init__()

@@ -125,7 +125,7 @@ def _upgrade(config: dict) -> dict:
     was trained with the field's old default."""
     vision = config.get("model", {}).get("vision")
     if isinstance(vision, dict):
-        vision.setdefault("keypoints", 0)  # the keypoint token arrived (as the default) in session 5
+        vision.setdefault("keypoints", 0)  # the keypoint token became the default on 2026-11-23
     return config
 
 

@@ -141,8 +141,9 @@ class Trainer:
         own = "" if self.dist.main else f"rank{self.dist.rank}."
         if f"{own}torch" not in rng:  # saved by a job of fewer ranks: this one starts a fresh stream
             print(f"rank {self.dist.rank}: {path} has no RNG state for it; seeding from (seed, rank, step)")
-            torch.manual_seed(hash((self.config.train.seed, self.dist.rank, self.step)) % 2**63)
-            random.seed(hash((self.config.train.seed, self.dist.rank, self.step)))
+            fresh = self.config.train.seed + self.dist.rank + 1_000_000 * self.step
+            torch.manual_seed(fresh)
+            random.seed(fresh)
             return
         torch.set_rng_state(rng[f"{own}torch"])
         if f"{own}cuda" in rng and self.device.type == "cuda":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -189,3 +190,18 @@ def test_training_reads_several_datasets_as_one(dataset, tmp_path):
     collect("lift", 1, lift, config=EnvConfig(task="lift", image_size=32))
     with pytest.raises(DatasetError, match="env_args differ"):
         load_demos(f"{dataset},{lift}", model)
+
+
+def test_info_plot_draws_lengths_actions_instructions_and_frames(dataset, tmp_path, vla_cmd):
+    import matplotlib.image
+
+    out = tmp_path / "pick.png"
+    done = subprocess.run(
+        [*vla_cmd, "dataset", "info", str(dataset), "--plot", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["plot"] == str(out)
+    picture = matplotlib.image.imread(out)  # (H, W, 4) in [0, 1]
+    assert picture.shape[1] == 16 * 80 and picture.shape[0] > 500  # 16 in at 80 dpi
+    # The contact sheet holds the episodes' frames: the picture is not a blank page of axes.
+    assert len(np.unique((picture[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 1000

@@ -11,6 +11,7 @@ from vla_ros.bag_writer import BagWriter
 
 from vla_policy.data.from_bag import SIM_ARM, SIM_GRIPPER, convert_bag
 from vla_policy.data.hdf5_dataset import DatasetError, open_dataset, read_episode
+from vla_policy.data.lerobot import export_lerobot, import_lerobot
 
 TS = get_typestore(Stores.ROS2_KILTED)
 T = TS.types
@@ -109,6 +110,14 @@ def test_synthetic_recording_converts_step_by_step(tmp_path):
             assert np.array_equal(episode.actions, np.stack(actions))  # action k follows frame k
             assert episode.obs["agentview_image"][:, 0, 0, 0].tolist() == list(range(len(actions)))
             assert episode.obs["joint_pos"][:, 0].tolist() == list(range(len(actions)))
+    # A recording exports to LeRobot's format like a collected dataset, and comes back the same.
+    export_lerobot(tmp_path / "out.hdf5", tmp_path / "lerobot")
+    import_lerobot(tmp_path / "lerobot", tmp_path / "back.hdf5")
+    with open_dataset(tmp_path / "out.hdf5") as a, open_dataset(tmp_path / "back.hdf5") as b:
+        for name in ("demo_0", "demo_1"):
+            x, y = read_episode(a["data"][name]), read_episode(b["data"][name])
+            assert x.instruction == y.instruction and np.array_equal(x.actions, y.actions)
+            assert np.array_equal(x.obs["joint_pos"], y.obs["joint_pos"]) and x.states.shape == y.states.shape
     # An existing dataset is not replaced silently (as `vla collect`): only with overwrite.
     with pytest.raises(DatasetError, match="--overwrite"):
         convert_bag(tmp_path / "bag", tmp_path / "out.hdf5", task="synthetic", topics=_topics())

@@ -135,17 +135,21 @@ def run_replay(args) -> int:
 
 # ----------------------------------------------------------------- dataset
 def _dataset_args(p):
-    p.add_argument("action", choices=["info", "validate", "pack", "from-bag"])
-    p.add_argument("path", help="an HDF5 dataset (from-bag: a rosbag2 directory)")
-    p.add_argument("--out", help="from-bag: the HDF5 file to write")
+    p.add_argument("action", choices=["info", "validate", "pack", "from-bag", "export", "import"])
+    p.add_argument("path", help="an HDF5 dataset (from-bag: a rosbag2 directory; import: a LeRobotDataset directory)")
+    p.add_argument("--out", help="from-bag, import: the HDF5 file to write; export: the directory (or file) to write")
+    p.add_argument("--format", default="lerobot", choices=["lerobot"], help="export: LeRobotDataset v3")
+    p.add_argument("--vcodec", default="h264", choices=["h264", "av1"], help="export: camera video codec")
+    p.add_argument("--plot", metavar="PNG", help="info: also draw the dataset (lengths, actions, instructions, frames)")
     p.add_argument("--task", default="rosbag", help="from-bag: task name stored with the demos")
-    p.add_argument("--overwrite", action="store_true", help="from-bag: replace an existing --out file")
+    p.add_argument("--overwrite", action="store_true", help="from-bag, export, import: replace an existing --out")
     p.add_argument("--cameras", default="agentview,wrist", help="from-bag: camera names (/camera/<name>/image_raw)")
 
 
 @command(
     "dataset",
-    "inspect (info), check (validate), consolidate (pack) an HDF5 dataset, or convert a rosbag2 recording (from-bag)",
+    "inspect (info), check (validate), consolidate (pack) an HDF5 dataset, convert a rosbag2 recording (from-bag), "
+    "or write and read LeRobotDataset v3 (export, import)",
     _dataset_args,
 )
 def run_dataset(args) -> int:
@@ -160,8 +164,23 @@ def run_dataset(args) -> int:
         topics = BagTopics(cameras=tuple(args.cameras.split(",")))
         emit(convert_bag(args.path, args.out, args.task, topics, overwrite=args.overwrite))
         return 0
+    if args.action in ("export", "import"):
+        from vla_policy.data.lerobot import export_lerobot, import_lerobot
+
+        if not args.out:
+            raise SystemExit(f"vla dataset {args.action} {args.path} --out ...: --out is required")
+        if args.action == "export":
+            emit(export_lerobot(args.path, args.out, vcodec=args.vcodec, overwrite=args.overwrite))
+        else:
+            emit(import_lerobot(args.path, args.out, overwrite=args.overwrite))
+        return 0
     if args.action == "info":
-        emit(dataset_info(args.path))
+        info = dataset_info(args.path)
+        if args.plot:
+            from vla_policy.data.plot import plot_dataset
+
+            info["plot"] = str(plot_dataset(args.path, args.plot))
+        emit(info)
         return 0
     if args.action == "pack":
         print(f"packed {pack_file(args.path)} demos into {args.path}")

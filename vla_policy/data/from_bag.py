@@ -16,19 +16,16 @@ Reads with `rosbags` (pure Python); nothing here imports ROS.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from vla_policy.data.hdf5_dataset import DatasetError, write_episode
+from vla_policy.data.hdf5_dataset import DatasetError, check_output, write_dataset
 from vla_policy.data.images import decode_rgb
 from vla_policy.types import Episode
 
@@ -179,13 +176,9 @@ def convert_bag(
 ) -> dict:
     """Write every complete episode of `bag` to `out` (.hdf5; an existing file only with
     `overwrite`, as `vla collect`); returns a summary."""
-    bag, out = Path(bag), Path(out)
+    bag, out = Path(bag), check_output(out, overwrite)
     if not (bag / "metadata.yaml").exists():
         raise DatasetError(f"{bag}: not a rosbag2 directory (no metadata.yaml)")
-    if out.suffix not in (".hdf5", ".h5"):
-        raise DatasetError(f"{out}: dataset files end in .hdf5 or .h5")
-    if out.exists() and not overwrite:
-        raise DatasetError(f"{out} exists; pass --overwrite to replace it")
     typestore = get_typestore(Stores.ROS2_KILTED)
     info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     files = [bag / p for p in info["relative_file_paths"]]
@@ -218,13 +211,7 @@ def convert_bag(
             "control_freq": control_freq,
         },
     }
-    tmp = out.with_name(out.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        data = f.create_group("data")
-        data.attrs.update(env_args=json.dumps(env_args), total=sum(len(e) for e in episodes), task=task)
-        for i, episode in enumerate(episodes):
-            write_episode(data.create_group(f"demo_{i}"), episode)
-    os.replace(tmp, out)
+    write_dataset(out, env_args, episodes)
     return {
         "bag": str(bag),
         "out": str(out),

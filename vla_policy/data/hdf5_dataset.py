@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
@@ -88,6 +90,46 @@ def write_episode(group: h5py.Group, ep: Episode, model_xml: str | None = None) 
     )
     if model_xml is not None:
         group.attrs["model_sha256"] = hashlib.sha256(model_xml.encode()).hexdigest()
+
+
+def check_output(out: str | Path, overwrite: bool) -> Path:
+    """The path a command will write a dataset to: an .hdf5/.h5 name in an existing directory,
+    not an existing file unless `overwrite` (as `vla collect`)."""
+    out = Path(out)
+    if out.suffix not in (".hdf5", ".h5"):
+        raise DatasetError(f"{out}: dataset files end in .hdf5 or .h5")
+    if out.exists() and not overwrite:
+        raise DatasetError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise DatasetError(f"{out}: directory {out.parent} does not exist")
+    return out
+
+
+def write_dataset(
+    out: str | Path, env_args: dict, episodes: Iterable[Episode | tuple[Episode, dict]], attrs: dict | None = None
+) -> int:
+    """Write `episodes` (any iterable: they are written one at a time; an (episode, attributes)
+    pair adds attributes to its demo group) as data/demo_<i> of `out`, atomically: into a
+    temporary file renamed into place once complete, removed if anything fails. -> the number
+    of demos."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    total = demos = 0
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            data.attrs.update({"task": env_args.get("env_name", ""), **(attrs or {}), "env_args": json.dumps(env_args)})
+            for item in episodes:
+                episode, extra = item if isinstance(item, tuple) else (item, {})
+                group = data.create_group(f"demo_{demos}")
+                write_episode(group, episode)
+                group.attrs.update(extra)
+                demos, total = demos + 1, total + len(episode)
+            data.attrs["total"] = total
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return demos
 
 
 def read_episode(group: h5py.Group, obs_keys: list[str] | None = None) -> Episode:

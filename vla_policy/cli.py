@@ -138,7 +138,12 @@ def _dataset_args(p):
     p.add_argument("action", choices=["info", "validate", "pack", "from-bag", "export", "import"])
     p.add_argument("path", help="an HDF5 dataset (from-bag: a rosbag2 directory; import: a LeRobotDataset directory)")
     p.add_argument("--out", help="from-bag, import: the HDF5 file to write; export: the directory (or file) to write")
-    p.add_argument("--format", default="lerobot", choices=["lerobot"], help="export: LeRobotDataset v3")
+    p.add_argument(
+        "--format",
+        default="lerobot",
+        choices=["lerobot", "robomimic"],
+        help="export: LeRobotDataset v3 or robomimic HDF5",
+    )
     p.add_argument("--vcodec", default="h264", choices=["h264", "av1"], help="export: camera video codec")
     p.add_argument("--plot", metavar="PNG", help="info: also draw the dataset (lengths, actions, instructions, frames)")
     p.add_argument("--task", default="rosbag", help="from-bag: task name stored with the demos")
@@ -169,7 +174,11 @@ def run_dataset(args) -> int:
 
         if not args.out:
             raise SystemExit(f"vla dataset {args.action} {args.path} --out ...: --out is required")
-        if args.action == "export":
+        if args.action == "export" and args.format == "robomimic":
+            from vla_policy.data.robomimic import export_robomimic
+
+            emit(export_robomimic(args.path, args.out, overwrite=args.overwrite))
+        elif args.action == "export":
             emit(export_lerobot(args.path, args.out, vcodec=args.vcodec, overwrite=args.overwrite))
         else:
             emit(import_lerobot(args.path, args.out, overwrite=args.overwrite))

@@ -5,7 +5,9 @@ Runs in a separate venv, since lerobot-dataset imports torchvision, which does n
 this project's CPU torch build (x86_64, Python 3.11)::
 
     python3 -m venv /tmp/lerobot-venv
-    /tmp/lerobot-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 lerobot-dataset==0.4.4 'packaging<26' h5py
+    /tmp/lerobot-venv/bin/pip install torch==2.14.1 torchvision==0.29.1 lerobot-dataset==0.4.4 'packaging<26' \
+        h5py torchcodec
+    apt-get install ffmpeg   # torchcodec decodes with the system's FFmpeg libraries
     /tmp/lerobot-venv/bin/python scripts/check_lerobot_export.py data/lift.hdf5 runs/lift_lerobot
 
 Prints one JSON line: frames and episodes as LeRobot counts them, the largest action and state

@@ -157,3 +157,34 @@ def test_the_cli_exports_and_imports(demos, tmp_path, vla_cmd):
         timeout=300,
     )
     assert bad.returncode != 0 and "not a LeRobot dataset" in bad.stderr
+
+
+def test_a_lerobot_dataset_from_elsewhere_imports_with_its_state_and_cameras(exported, tmp_path):
+    """A dataset LeRobot users have: observation.state, cameras, actions and tasks only (no
+    vla_stack extras, no simulator state)."""
+    theirs = tmp_path / "theirs"
+    shutil.copytree(exported, theirs)
+    (theirs / "meta" / "vla_stack.json").unlink()
+    keep = ["observation.state", "action", "timestamp", "frame_index", "episode_index", "index", "task_index"]
+    data = theirs / "data" / "chunk-000" / "file-000.parquet"
+    pq.write_table(pq.read_table(data).select(keep), data)
+    episodes = theirs / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    table = pq.read_table(episodes)
+    pq.write_table(table.select([c for c in table.column_names if not c.startswith("vla_stack/")]), episodes)
+    info = json.loads((theirs / "meta" / "info.json").read_text())
+    info["features"] = {k: v for k, v in info["features"].items() if k in keep or v["dtype"] == "video"}
+    (theirs / "meta" / "info.json").write_text(json.dumps(info))
+    out = tmp_path / "theirs.hdf5"
+    import_lerobot(theirs, out)
+    assert validate_dataset(out) == []
+    ours = pq.read_table(exported / "data" / "chunk-000" / "file-000.parquet")
+    with open_dataset(out) as f:
+        args = json.loads(f["data"].attrs["env_args"])
+        assert args["type"] == "lerobot" and args["env_kwargs"]["control_freq"] == 20
+        episode = read_episode(f["data"]["demo_0"])
+        n = len(episode)
+        state = np.asarray(ours.column("observation.state").to_pylist()[:n], dtype=np.float32)
+        assert np.array_equal(episode.obs["state"], state) and episode.states.shape == (n, 0)
+        assert sorted(episode.obs) == ["agentview_image", "state", "wrist_image"]
+        assert episode.dones[-1] == 1 and episode.dones[:-1].sum() == 0
+        assert episode.instruction == pq.read_table(episodes).column("tasks").to_pylist()[0][0]

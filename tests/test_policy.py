@@ -178,3 +178,36 @@ def test_the_checkpoint_carries_its_action_space(tiny_checkpoint):
     policy = Policy.from_checkpoint(tiny_checkpoint, device="cpu")
     assert policy.action_space == space
     assert from_meta({"env_args": meta["env_args"], "dt": 0.05}) == space  # older checkpoints: from their env
+
+
+@pytest.fixture(scope="module")
+def rtc_policy() -> Policy:
+    torch.manual_seed(0)
+    config: Config = merge(load_config("tiny"), {"model": {"chunk": 8, "replan_every": 4}})
+    return Policy(VLAModel(config.model, PROPRIO_DIM), config, STATS, device="cpu", join="rtc", delay_ms=100)
+
+
+def test_rtc_freezes_the_committed_prefix_bit_for_bit_and_guides_the_rest_toward_it(rtc_policy):
+    prefix = np.full((8, 7), np.nan)
+    prefix[:6] = np.random.default_rng(3).uniform(-0.4, 0.4, size=(6, 7))  # the old chunk covers 6 steps
+    obs = _obs()
+    rtc_policy.reset()
+    free = rtc_policy.predict_chunk(obs).actions
+    rtc_policy.reset()  # the same sampling noise
+    guided = rtc_policy.predict_chunk(obs, prefix=prefix, frozen=2).actions
+    assert np.array_equal(guided[:2], prefix[:2])  # bit-identical, not merely close
+    error, free_error = np.abs(guided - prefix).mean(-1), np.abs(free - prefix).mean(-1)  # (8,) NaN past the overlap
+    assert error[2] < 0.5 * free_error[2] and error[2:6].mean() < 0.7 * free_error[2:6].mean()
+
+
+def test_delay_holds_until_the_first_chunk_and_serialises_inference(rtc_policy):
+    """100 ms at dt 0.05 s: each chunk arrives 2 steps after its observation and is due 4 steps
+    after it (replan_every), so the next is planned from the frame 2 steps after it, the moment
+    the one in flight has arrived (inference is serial)."""
+    rtc_policy.reset()
+    obs = _obs()
+    actions = [rtc_policy.select_action(obs) for _ in range(10)]
+    assert rtc_policy.sources[:2] == [-1, -1]  # nothing has arrived: hold
+    assert np.array_equal(actions[0], [0, 0, 0, 0, 0, 0, -1.0])  # no motion, the gripper open
+    assert rtc_policy.sources[2:] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [q.start for q in rtc_policy.scheduler.queue][-1] == pytest.approx(6 * 0.05)  # anchored at its frame

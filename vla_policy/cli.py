@@ -203,7 +203,7 @@ def run_dataset(args) -> int:
 
 # ------------------------------------------------------------------- bench
 def _bench_args(p):
-    p.add_argument("what", choices=["sim", "policy", "ros"])
+    p.add_argument("what", choices=["sim", "policy", "ros", "serve"])
     p.add_argument("--checkpoint", help="ros: the checkpoint policy_node runs (default: the shipped one)")
     p.add_argument("--seconds", type=float, default=30.0, help="ros: seconds per phase (idle, running)")
     p.add_argument("--config", default="default", help="policy: preset or YAML of the model to time")
@@ -242,7 +242,12 @@ def run_bench(args) -> int:
         command += [arg for setting in args.set for arg in ("--set", setting)]
         command += ["--sim-cpus", args.sim_cpus, "--policy-cpus", args.policy_cpus]
         return subprocess.call(command)
-    if args.what == "policy":
+    if args.what == "serve":
+        from vla_policy.bench.serve_bench import bench_serve
+        from vla_policy.eval.demo import SHIPPED_CHECKPOINT
+
+        result = bench_serve(args.checkpoint or str(SHIPPED_CHECKPOINT))
+    elif args.what == "policy":
         from vla_policy.bench.policy_bench import bench_policy
 
         result = bench_policy(args.config)
@@ -254,6 +259,37 @@ def run_bench(args) -> int:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)
+    return 0
+
+
+# ------------------------------------------------------------------- serve
+def _serve_args(p):
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--host", default="127.0.0.1", help="loopback by default; any other address needs --token")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port (printed)")
+    p.add_argument("--token", default=os.environ.get("VLA_SERVE_TOKEN", ""), help="shared secret (or VLA_SERVE_TOKEN)")
+    p.add_argument("--certfile", default="", help="TLS certificate (PEM); with --keyfile, serves wss://")
+    p.add_argument("--keyfile", default="")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--flow-steps", type=int, default=0, help="Euler steps of a flow head (0: the checkpoint's)")
+    p.add_argument("--max-message-mb", type=float, default=16.0, help="larger messages close the connection (1009)")
+
+
+@command("serve", "serve a checkpoint to remote policy nodes over websockets (msgpack)", _serve_args)
+def run_serve(args) -> int:
+    from vla_policy.remote.server import serve
+
+    serve(
+        args.checkpoint,
+        args.host,
+        args.port,
+        args.token,
+        args.certfile,
+        args.keyfile,
+        args.device,
+        args.flow_steps or None,
+        args.max_message_mb,
+    )
     return 0
 
 

@@ -2,9 +2,11 @@
 
 Inputs are validated (image shape/dtype, missing keys, NaN proprio) and preprocessed exactly as
 in training; normalisation statistics come from the checkpoint. `select_action` keeps a queue of
-recent chunks in an ActionScheduler, which blends their predictions for the current step (ACT's
-temporal ensembling), so chunk boundaries do not jump. The ROS policy node uses the same
+recent chunks in an ActionScheduler, which joins them (ACT's temporal ensembling, the newest
+chunk, or real-time chunking's inpainting, by `join`). The ROS policy node uses the same
 scheduler on ROS time.
+`select_action` (and `delay_ms`, simulated latency) come from ChunkPlayer, shared with the
+remote client.
 
 Defined behaviour for degraded input: a missing camera key is masked out (the model was trained
 with camera dropout); an empty instruction masks the text; an instruction longer than the
@@ -19,12 +21,14 @@ import numpy as np
 import torch
 
 from vla_policy.action_space import ActionSpace, from_meta, panda_osc
+from vla_policy.chunk_player import ChunkPlayer, delay_steps
 from vla_policy.config import Config
 from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
+from vla_policy.models.heads.flow import Guide
 from vla_policy.models.text import tokenize
 from vla_policy.proprio import proprio_from_obs
-from vla_policy.scheduler import ActionScheduler
+from vla_policy.scheduler import ActionScheduler, rtc_weights
 from vla_policy.types import ActionChunk
 
 
@@ -38,7 +42,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-class Policy:
+class Policy(ChunkPlayer):
     name = "vla"
 
     def __init__(
@@ -54,6 +58,9 @@ class Policy:
         ensemble_gripper: bool = False,
         flow_steps: int | None = None,
         action_space: ActionSpace | None = None,
+        join: str = "ensemble",
+        delay_ms: float = 0.0,
+        rtc_max_guidance: float = 5.0,
     ):
         """`replan_every`: control steps between new chunks (default: the model config's; at most
         the chunk length, since a chunk cannot be played past its end).
@@ -62,14 +69,19 @@ class Policy:
         grasp): it comes from the newest chunk.
         `flow_steps`: Euler steps of a flow head at inference (default: the model config's; fewer
         is faster, as openpi's `num_steps`).
-        `action_space`: what the actions mean physically (default: the Panda OSC space at `dt`)."""
+        `action_space`: what the actions mean physically (default: the Panda OSC space at `dt`).
+        `join`: ensemble | switch | rtc (scheduler.py). `delay_ms`: simulated inference latency
+        (module docstring). `rtc_max_guidance`: RTC's guidance clip beta (the paper's 5)."""
         if flow_steps is not None:
             if config.model.head != "flow" or flow_steps < 1:
                 raise ValueError(
                     f"flow_steps={flow_steps} needs a flow head and >= 1 (this head: {config.model.head!r})"
                 )
             model.head.steps = flow_steps
-        self.scheduler = ActionScheduler(ensemble_decay, ensemble_gripper)
+        self.scheduler = ActionScheduler(ensemble_decay, ensemble_gripper, join)
+        self.delay_steps = delay_steps(delay_ms, dt)
+        self.chunk_length = config.model.chunk
+        self.rtc_max_guidance = rtc_max_guidance
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.config, self.stats, self.dt = config, stats, dt
@@ -92,8 +104,7 @@ class Policy:
     def reset(self) -> None:
         """Forget queued chunks (call at every episode start)."""
         self.generator.manual_seed(self.seed)
-        self.scheduler.reset()
-        self.step = 0
+        self.reset_player()
 
     # ----------------------------------------------------------------- inputs
     def _text(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,38 +159,67 @@ class Policy:
         actions = self.stats.unnormalize_actions(normalised[0].float().cpu().numpy())
         return ActionChunk(actions, self.dt, action_space=self.action_space.name, start_step=self.step)
 
+    def _guide(self, prefix: np.ndarray | None, frozen: int) -> Guide | None:
+        """RTC's guide toward `prefix` (H, A) unnormalised, NaN rows where nothing is planned."""
+        if prefix is None or self.config.model.head != "flow":
+            return None
+        planned = ~np.isnan(prefix).any(-1)
+        overlap = int(np.argmin(planned)) if not planned.all() else len(planned)  # leading planned rows
+        if overlap == 0:
+            return None
+        horizon = self.chunk_length
+        target = np.zeros((horizon, prefix.shape[1]))
+        target[:overlap] = self.stats.normalize_actions(prefix[:overlap])
+        weights = rtc_weights(frozen, overlap, horizon)
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
+        return Guide(as_tensor(target)[None], as_tensor(weights), self.rtc_max_guidance)
+
+    def _freeze(self, chunk: ActionChunk, prefix: np.ndarray | None, frozen: int) -> ActionChunk:
+        """The first `frozen` actions become the committed ones, bit for bit (they execute before
+        this chunk arrives, so what it says for them never plays)."""
+        if prefix is not None and frozen > 0:
+            rows = prefix[: min(frozen, len(chunk))]
+            keep = ~np.isnan(rows).any(-1)
+            chunk.actions[: len(rows)][keep] = rows[keep]
+        return chunk
+
     @torch.no_grad()
-    def predict_chunk(self, obs: dict, instruction: str | None = None) -> ActionChunk:
-        """A whole chunk (H, A) of unnormalised actions for this observation."""
-        batch = self.make_batch(obs, instruction)
-        with self._autocast():
-            return self._chunk(self.model.sample_actions(batch, self.generator))
+    def predict_chunk(
+        self, obs: dict, instruction: str | None = None, prefix: np.ndarray | None = None, frozen: int = 0
+    ) -> ActionChunk:
+        """A whole chunk (H, A) of unnormalised actions for this observation. With a `prefix` (H, A),
+        what the robot will play from this observation on if no new chunk came (ActionScheduler.
+        planned; NaN where nothing is planned), and `frozen`, how many of those steps execute
+        before this chunk can arrive, the chunk continues them (real-time chunking): the frozen
+        steps are copied, the rest of the overlap guided toward (a flow head; others only freeze)."""
+        return self.predict_chunk_and_future(obs, instruction, prefix, frozen, future=False)[0]
 
     @torch.no_grad()
     def predict_chunk_and_future(
-        self, obs: dict, instruction: str | None = None
+        self,
+        obs: dict,
+        instruction: str | None = None,
+        prefix: np.ndarray | None = None,
+        frozen: int = 0,
+        future: bool = True,
     ) -> tuple[ActionChunk, torch.Tensor | None]:
         """The chunk and (1, C, D) the visual latent the world model expects once it has been played
-        (None for a model without a world model)."""
-        if getattr(self.model, "world_model", None) is None:
-            return self.predict_chunk(obs, instruction), None
+        (None for a model without a world model, or with future=False)."""
         batch = self.make_batch(obs, instruction)
+        guide = self._guide(prefix, frozen)
+        kwargs = {} if guide is None else {"guide": guide}
         with self._autocast():
-            normalised, future = self.model.sample_actions_and_future(batch, self.generator)
-            return self._chunk(normalised), future.float()
+            if future and getattr(self.model, "world_model", None) is not None:
+                normalised, latent = self.model.sample_actions_and_future(batch, self.generator, **kwargs)
+                latent = latent.float()
+            else:
+                normalised, latent = self.model.sample_actions(batch, self.generator, **kwargs), None
+        return self._freeze(self._chunk(normalised), prefix, frozen), latent
 
     @torch.no_grad()
-    def surprise(self, predicted_future: torch.Tensor, obs: dict) -> float:
+    def surprise(self, predicted_future: torch.Tensor | np.ndarray, obs: dict) -> float:
         """World-model surprise: distance between a predicted latent and this observation's."""
+        predicted_future = torch.as_tensor(predicted_future, dtype=torch.float32, device=self.device)
         batch = self.make_batch(obs, "")
         with self._autocast():
             return float(self.model.surprise(predicted_future, batch["images"], batch["camera_mask"])[0])
-
-    def select_action(self, obs: dict) -> np.ndarray:
-        """One action for this control step, temporally ensembled over the queued chunks."""
-        now = self.step * self.dt
-        if self.step % self.replan_every == 0 or self.scheduler.horizon() <= now:
-            self.scheduler.add(self.predict_chunk(obs), start=now)
-        action = self.scheduler.action_at(now)
-        self.step += 1
-        return np.clip(action, -1.0, 1.0)

@@ -1,12 +1,16 @@
 """The one image preprocessing, shared by training and inference: centre-crop to a square, resize
 with area averaging to the model's size, scale to [0, 1], channels first. And the one decoding of
-raw camera buffers (ROS sensor_msgs/Image layout), shared by the live node and bag conversion."""
+raw camera buffers (ROS sensor_msgs/Image layout), shared by the live node and bag conversion
+(which needs no torch: a policy node whose model runs on a server has none)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 _CHANNEL_ORDER = {"rgb8": slice(None), "bgr8": slice(None, None, -1)}
 
@@ -28,6 +32,9 @@ def decode_rgb(data: bytes, height: int, width: int, step: int, encoding: str) -
 
 def preprocess_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, size, size) float32 in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8 or x.shape[-1] != 3 or x.ndim < 3:
         raise ValueError(f"images must be (..., H, W, 3) uint8 RGB, got {tuple(x.shape)} {x.dtype}")

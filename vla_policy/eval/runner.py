@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from sim.env import EnvConfig, SimEnv
+from vla_policy import smoothness
 from vla_policy.eval.metrics import rate_summary
 from vla_policy.eval.rollout import rollout
 from vla_policy.registry import Registry
@@ -96,11 +97,13 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
     timed = _TimedPolicy(policy)
     record = {"task": env.config.task, "seed": seed, "success": False, "steps": 0, "error": None}
     frames: list[np.ndarray] = []
-    keep = None
-    if media_dir is not None and env.config.cameras:
-        keys = [f"{c}_image" for c in env.config.cameras]
+    eef: list[np.ndarray] = []  # end-effector positions, for jerk
+    keys = [f"{c}_image" for c in env.config.cameras] if media_dir is not None else []
 
-        def keep(obs: dict) -> None:
+    def keep(obs: dict) -> None:
+        if "eef_pos" in obs:
+            eef.append(obs["eef_pos"])
+        if keys:
             frames.append(np.concatenate([obs[k] for k in keys], axis=1))
 
     try:
@@ -117,6 +120,12 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
             acted_on_named=acted == goal.get("target"),
             clipped_actions=ep.clipped_actions,
         )
+        sources = getattr(policy, "sources", None)  # a chunking policy says where each action came from
+        if sources is not None and len(sources) == len(ep):
+            boundary, within = smoothness.action_steps(ep.actions, sources)
+            record["smoothness"] = smoothness.summarize(
+                boundary, within, smoothness.jerk(np.asarray(eef), 1.0 / env.config.control_freq)
+            )
         if media_dir is not None:
             np.save(Path(media_dir) / f"seed_{seed}.npy", ep.actions)
     except Exception as err:  # noqa: BLE001 - reported per episode, never lost
@@ -289,6 +298,7 @@ def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed
         "skill_average": skill_average(per_skill),
         "per_instruction": _group_rates(records, "instruction"),
         "named_object": rate_summary(sum(named), len(named)),
+        "smoothness": smoothness.pooled([r["smoothness"] for r in records if r.get("smoothness")]),
         "errors": sum(r["error"] is not None for r in records),
         "workers": workers,
         "seconds": round(elapsed, 2),

@@ -267,27 +267,30 @@ class VLAModel(nn.Module):
         return self.world_model.predict(self.suffix_runner(cache, prefix_mask, ar)(suffix))
 
     # ----------------------------------------------------------------- inference
-    def _sample(self, batch: dict, generator: torch.Generator | None) -> tuple[Tensor, list, Tensor]:
+    def _sample(self, batch: dict, generator: torch.Generator | None, guide=None) -> tuple[Tensor, list, Tensor]:
         """(B, H, A) normalised actions, and the context cache they were sampled from."""
         m = self.encode(batch)
         cache, prefix_mask = self.prefix(m)
         actions = self.head.sample(
-            self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator
+            self.suffix_runner(cache, prefix_mask), m.proprio.shape[0], m.proprio.device, generator, guide
         )
         return actions, cache, prefix_mask
 
     @torch.no_grad()
-    def sample_actions(self, batch: dict, generator: torch.Generator | None = None) -> Tensor:
-        """(B, H, A) normalised action chunk; the context is encoded once for all K flow steps."""
-        return self._sample(batch, generator)[0]
+    def sample_actions(self, batch: dict, generator: torch.Generator | None = None, guide=None) -> Tensor:
+        """(B, H, A) normalised action chunk; the context is encoded once for all K flow steps.
+        `guide` (heads.flow.Guide): inpaint the chunk to continue committed actions (flow head)."""
+        return self._sample(batch, generator, guide)[0]
 
     @torch.no_grad()
-    def sample_actions_and_future(self, batch: dict, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample_actions_and_future(
+        self, batch: dict, generator: torch.Generator | None = None, guide=None
+    ) -> tuple[Tensor, Tensor]:
         """(B, H, A) normalised action chunk and (B, C, D) the visual latent the world model expects
         after executing it, from one encoding of the context."""
         if self.world_model is None:
             raise RuntimeError("this model was trained without a world model (world_model_weight = 0)")
-        actions, cache, prefix_mask = self._sample(batch, generator)
+        actions, cache, prefix_mask = self._sample(batch, generator, guide)
         return actions, self._predict_future(cache, prefix_mask, actions)
 
     @torch.no_grad()

@@ -53,6 +53,9 @@ class DiscreteHead(nn.Module):
         return chunk_mean(ce, action_mask)  # (B, H) -> ()
 
     @torch.no_grad()
-    def sample(self, run_suffix, batch: int, device, generator: torch.Generator | None = None) -> Tensor:
-        """Greedy tokens, decoded to bin centres -> (B, H, A)."""
+    def sample(self, run_suffix, batch: int, device, generator: torch.Generator | None = None, guide=None) -> Tensor:
+        """Greedy tokens, decoded to bin centres -> (B, H, A). `guide` is not used: every token is
+        predicted in one pass, none conditioned on another, so there is no sampling path to steer
+        toward a committed prefix (real-time chunking's closest equivalent here is the policy
+        freezing that prefix)."""
         return self.tokenizer.decode(self.logits(run_suffix, batch).argmax(-1))

@@ -3,6 +3,11 @@
 x_t = t * noise + (1 - t) * actions, target velocity u = noise - actions, t ~ Beta(1.5, 1)
 squeezed into [0.001, 1]. Sampling integrates from t = 1 (noise) to t = 0 in K Euler steps;
 the prefix (context) keys/values are computed once and reused by every step.
+
+Guided sampling (real-time chunking, Black et al. 2025, arXiv 2506.07339) inpaints a chunk so
+that it continues actions already committed: at every step the velocity is corrected by the
+vector-Jacobian product of the weighted error between those actions and the chunk the step
+points at (pseudo-inverse guidance), its weight clipped at `max_weight`. No retraining.
 """
 
 from __future__ import annotations
@@ -56,11 +61,39 @@ class FlowHead(nn.Module):
         return chunk_mean(err, action_mask)  # (B, H) -> ()
 
     @torch.no_grad()
-    def sample(self, run_suffix, batch: int, device, generator: torch.Generator | None = None) -> Tensor:
-        """K Euler steps from noise -> (B, H, A) normalised actions."""
+    def sample(
+        self, run_suffix, batch: int, device, generator: torch.Generator | None = None, guide: "Guide | None" = None
+    ) -> Tensor:
+        """K Euler steps from noise -> (B, H, A) normalised actions; with `guide`, inpainted to
+        continue its target."""
         x = torch.randn(batch, self.chunk, self.action_dim, device=device, generator=generator)
         dt = -1.0 / self.steps
         for k in range(self.steps):
-            t = torch.full((batch,), 1.0 + k * dt, device=device)
-            x = x + dt * self.velocity(run_suffix, x, t)
+            t = 1.0 + k * dt
+            times = torch.full((batch,), t, device=device)
+            v = self.velocity(run_suffix, x, times) if guide is None else self._guided(run_suffix, x, times, guide)
+            x = x + dt * v
         return x
+
+    def _guided(self, run_suffix, x: Tensor, times: Tensor, guide: "Guide") -> Tensor:
+        """(B, H, A) velocity corrected toward guide.target where guide.weights are > 0."""
+        t = float(times[0])
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            v = self.velocity(run_suffix, x, times)
+            clean = x - t * v  # (B, H, A) the chunk this step points at (t = 1 is noise, 0 the data)
+            error = (guide.target - clean) * guide.weights[None, :, None]
+            correction = torch.autograd.grad(clean, x, error)[0]
+        # RTC's weight min(beta, (1 - tau) / (tau r^2)), r^2 = (1 - tau)^2 / (tau^2 + (1 - tau)^2),
+        # in its time tau = 1 - t; infinite at both ends, so clipped there.
+        tau = 1.0 - t
+        weight = guide.max_weight if tau <= 0 or t <= 0 else min(guide.max_weight, (tau**2 + t**2) / (tau * t))
+        return (v - weight * correction).detach()  # tau's velocity is -v here: the correction's sign flips
+
+
+class Guide:
+    """What a guided chunk continues: target (B, H, A) normalised actions, weights (H,) per step
+    (1: frozen, 0: free), and the guidance weight's clip (RTC's beta; the paper uses 5)."""
+
+    def __init__(self, target: Tensor, weights: Tensor, max_weight: float = 5.0):
+        self.target, self.weights, self.max_weight = target, weights, max_weight

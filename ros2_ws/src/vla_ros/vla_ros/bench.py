@@ -6,7 +6,9 @@ SingleThreadedExecutor as its `main`, so its own tick times and latencies can be
 Phase 1 (idle): no instruction, the loop holds and the model is never called. Phase 2 (running):
 an instruction arrives and the model predicts a chunk every `replan_period` in its thread. For each phase:
 the control rate, |tick interval - period| p50/p99 (jitter), and in phase 2 inference time and
-camera-stamp-to-first-action latency p50/p95. JSON on stdout (and --out).
+camera-stamp-to-first-action latency p50/p95, and in phase 2 the smoothness of the actions
+published (boundary-jump ratio, commanded jerk; `--set join:=rtc`, `--set extra_delay_ms:=300`
+to compare joins under latency). JSON on stdout (and --out).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from std_msgs.msg import String
 
 from vla_ros.closed_loop import CONFIG_DIR, SHIPPED_CHECKPOINT, node_command, ros_processes
 from vla_ros.policy_node import SUCCESS, PolicyNode
+from vla_ros.policy_status import played_smoothness
 from vla_ros.timing import loop_stats, percentile_ms
 
 WARMUP_S = 10.0
@@ -84,6 +87,7 @@ def bench_ros(
             publisher = node.create_publisher(String, "vla/instruction", 10)
             node.inference_s.clear()
             node.stamp_to_action_s.clear()
+            node.played = type(node.played)(maxlen=int(seconds * 2 / period) + 100)  # the whole phase
             while not node.inference_s:  # the instruction reaches the node through DDS
                 publisher.publish(String(data="pick up the red cube"))
                 time.sleep(0.2)
@@ -98,6 +102,7 @@ def bench_ros(
                 camera_stamp_to_action_p95_ms=round(percentile_ms(node.stamp_to_action_s, 95), 2),
                 camera_rate_hz=round(node.inputs.rates(node._now())["camera/agentview"], 1),
                 hold_reason_at_end=node.hold_reason,
+                smoothness=played_smoothness(node),
             )
         finally:
             node._stop_control()

@@ -52,7 +52,7 @@ def ros_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(ros_value(v) for v in value) + "]"
-    return str(value)
+    return str(value) if value != "" else "''"  # `name:=` alone does not parse
 
 
 def find_executable(name: str) -> str:

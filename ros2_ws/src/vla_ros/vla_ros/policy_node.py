@@ -13,6 +13,12 @@ non-text instructions and stamps from the future are refused and counted. Every 
 model failure, stale or refused input, too slow a robot, surprise) drops the planned chunks and
 the world model's pending prediction, so nothing planned before an outage is played after it.
 Deactivate and shutdown end with a hold; a tick that fails publishes one.
+
+Where the model runs: in this process, or (`policy_url`) on a `vla serve` server, through
+RemotePolicy, with no torch here. A dropped server holds the robot within a tick ("policy server
+unreachable") and is redialled with backoff; the loop resumes when it answers. Chunks join by
+`join` (ensemble, switch, or rtc: real-time chunking freezes the steps that execute while the
+chunk is computed, from a robust estimate of that delay, and inpaints the rest to continue them).
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import rclpy
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.executors import SingleThreadedExecutor
@@ -35,10 +40,8 @@ from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from vla_policy.policy import Policy
 from vla_policy.proprio import proprio_sources
-from vla_policy.scheduler import ActionScheduler
-from vla_policy.train.checkpoint import read_checkpoint_meta
+from vla_policy.scheduler import JOINS, ActionScheduler, DelayEstimate
 from vla_ros import conversions as conv
 from vla_ros.inputs import InputBuffer
 from vla_ros.outputs import CommandOutputs
@@ -58,7 +61,7 @@ class PolicyNode(InputCallbacks, LifecycleNode):
         super().__init__("policy_node", **kwargs)
         for name, default in PARAMETERS.items():
             self.declare_parameter(name, default)
-        self.policy: Policy | None = None
+        self.policy = None  # a vla_policy Policy, or a RemotePolicy when policy_url is set
         self.enabled = True
         self.model_error: str | None = None
         self.surprise: float | None = None
@@ -92,13 +95,18 @@ class PolicyNode(InputCallbacks, LifecycleNode):
                 raise ValueError(f"input_rate_check must be warn, hold or off, not {self.cfg.input_rate_check!r}")
             if self.cfg.image_transport not in ("raw", "compressed"):
                 raise ValueError(f"image_transport must be raw or compressed, not {self.cfg.image_transport!r}")
+            if self.cfg.join not in JOINS:
+                raise ValueError(f"join must be one of {', '.join(JOINS)}, not {self.cfg.join!r}")
             self._load_policy()
             self.outputs = CommandOutputs(self, self.cfg.output, self.policy.action_space, self.cfg.arm_joint_names)
         except Exception as error:  # a bad parameter, checkpoint or device: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {error}")
             self.policy = None
             return FAILURE
-        self.scheduler = ActionScheduler(self.cfg.ensemble_decay)
+        self.scheduler = ActionScheduler(self.cfg.ensemble_decay, join=self.cfg.join)
+        self.delay_estimate = DelayEstimate()
+        self.delay_rng = np.random.default_rng(0)  # extra_delay_jitter_ms draws
+        self.played: deque[tuple[np.ndarray, int]] = deque(maxlen=1000)  # (action sent, its chunk id; -1 hold)
         self.limiter = ActionLimiter(self.cfg.action_low, self.cfg.action_high, self.cfg.max_action_rate)
         self.inputs = InputBuffer(
             self.streams,
@@ -111,15 +119,28 @@ class PolicyNode(InputCallbacks, LifecycleNode):
         return SUCCESS
 
     def _load_policy(self) -> None:
-        checkpoint = self.cfg.checkpoint
-        if not checkpoint:
-            raise ValueError("parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors>")
-        torch.set_num_threads(self.cfg.inference_threads)
-        flow_steps = self.cfg.flow_steps or None
-        if flow_steps and read_checkpoint_meta(checkpoint)[0].model.head != "flow":
-            self.get_logger().warning(f"flow_steps={flow_steps} ignored: this checkpoint has no flow head")
-            flow_steps = None
-        self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device, flow_steps=flow_steps)
+        checkpoint, url = self.cfg.checkpoint, self.cfg.policy_url
+        if url:
+            from vla_policy.remote.client import RemotePolicy
+
+            self.policy = RemotePolicy(
+                url, self.cfg.policy_token, self.cfg.policy_timeout_ms / 1e3, self.cfg.image_codec
+            )
+            checkpoint = f"{self.policy.metadata['checkpoint']} at {url}"
+        else:
+            import torch  # only where the model runs here
+
+            from vla_policy.policy import Policy
+            from vla_policy.train.checkpoint import read_checkpoint_meta
+
+            if not checkpoint:
+                raise ValueError("parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors>")
+            torch.set_num_threads(self.cfg.inference_threads)
+            flow_steps = self.cfg.flow_steps or None
+            if flow_steps and read_checkpoint_meta(checkpoint)[0].model.head != "flow":
+                self.get_logger().warning(f"flow_steps={flow_steps} ignored: this checkpoint has no flow head")
+                flow_steps = None
+            self.policy = Policy.from_checkpoint(checkpoint, device=self.cfg.device, flow_steps=flow_steps)
         model = self.policy.config.model
         period_ms = self.cfg.replan_period_ms
         self.replan_period_s = period_ms / 1e3 if period_ms >= 0 else self.policy.replan_every * self.policy.dt
@@ -145,6 +166,10 @@ class PolicyNode(InputCallbacks, LifecycleNode):
         )
         for _ in range(self.cfg.warmup_iterations):  # the same call the inference thread makes
             self.policy.predict_chunk_and_future(warm, "warm up")
+        if self.cfg.join == "rtc" and model.head != "flow":
+            self.get_logger().warning(
+                "join rtc: this checkpoint's head is not a flow head; the prefix is frozen, not inpainted"
+            )
         self.get_logger().info(f"loaded {checkpoint} on {self.policy.device}; inputs {self.streams}")
 
     def _create_interfaces(self) -> None:
@@ -274,6 +299,8 @@ class PolicyNode(InputCallbacks, LifecycleNode):
     def _why_hold(self, now: float) -> str | None:
         if not self.enabled:
             return "disabled by vla/enable"
+        if not getattr(self.policy, "connected", True):  # a remote policy whose server went away
+            return f"policy server unreachable: {self.policy.last_error or 'connection closed'}"
         if self.model_error:
             return f"model failed: {self.model_error}"
         if self.instruction_error:
@@ -336,8 +363,10 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             newest = self.scheduler.queue[-1] if self.scheduler.queue else None
             if action is None:
                 action = self.limiter.hold()
+                self.played.append((action, -1, 0))
             else:
                 action = self.limiter.limit(action, 1.0 / self.cfg.control_rate_hz)
+                self.played.append((action, self.scheduler.source, self.scheduler.source_index))
                 if newest.start != self._played_start:
                     self._played_start = newest.start
                     self.stamp_to_action_s.append(now - newest.start)
@@ -353,7 +382,12 @@ class PolicyNode(InputCallbacks, LifecycleNode):
     # -------------------------------------------------------------- inference
     def _inference_loop(self) -> None:
         pending = None  # (due time, predicted future latent, plan epoch)
+        backoff = 0.1  # seconds before redialling a remote policy server, doubled per failure up to 2 s
         while self._running:
+            if not getattr(self.policy, "connected", True):
+                backoff = self._redial(backoff)
+                pending = None
+                continue
             woke = self._now()
             # A frame that arrives after waking, not the newest one held: that one may be a camera
             # period old already, and its age would add to the camera-to-action latency. Judged by
@@ -381,11 +415,37 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             if rest <= 0 or self._wake.wait(rest):  # a hold or deactivate ends the rest early
                 self._wake.clear()
 
+    def _redial(self, backoff: float) -> float:
+        """One attempt to reconnect to the policy server; -> the next backoff."""
+        try:
+            self.policy.reconnect()
+        except ConnectionError as error:
+            self.get_logger().warning(f"{error}; retrying in {backoff:.1f} s", throttle_duration_sec=5.0)
+            deadline = time.monotonic() + backoff
+            while self._running and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return min(2 * backoff, 2.0)
+        self.get_logger().info(f"reconnected to {self.cfg.policy_url}")
+        return 0.1
+
+    def _extra_delay_s(self) -> float:
+        """Experiments only: the added inference latency of this call (extra_delay_ms, + jitter)."""
+        jitter = self.cfg.extra_delay_jitter_ms
+        return (self.cfg.extra_delay_ms + (self.delay_rng.uniform(0, jitter) if jitter > 0 else 0.0)) / 1e3
+
     def _infer(self, observation, instruction: str, pending):
         """Queue and publish a chunk from `observation`; then, off the latency path, the surprise of
         the world model's `pending` prediction (due time, latent) once it has come due."""
         policy, started, epoch = self.policy, time.perf_counter(), self.plan_epoch
-        chunk, future = policy.predict_chunk_and_future(observation.obs, instruction)
+        prefix, frozen = None, 0
+        if self.cfg.join == "rtc":  # what will play from this frame's stamp on, and how much of it surely will
+            with self.lock:
+                prefix = self.scheduler.planned(observation.stamp, policy.chunk_length, policy.dt)
+            frozen = self.delay_estimate.steps(policy.dt)
+        chunk, future = policy.predict_chunk_and_future(observation.obs, instruction, prefix, frozen)
+        extra = self._extra_delay_s()
+        if extra > 0:
+            time.sleep(extra)
         self.inference_s.append(time.perf_counter() - started)
         if not np.all(np.isfinite(chunk.actions)):
             raise FloatingPointError("the model predicted NaN/inf actions")
@@ -396,6 +456,7 @@ class PolicyNode(InputCallbacks, LifecycleNode):
                 if self.scheduler.queue and observation.stamp < self.scheduler.queue[-1].start:
                     self.scheduler.reset()  # the clock went back (a restarted robot or bag): start over
                 self.scheduler.add(chunk, start=observation.stamp)
+                self.delay_estimate.add(self._now() - observation.stamp)
             if pending is not None and pending[2] != self.plan_epoch:
                 pending = None  # its chunk was not played through: there is nothing to score
         if not queued:

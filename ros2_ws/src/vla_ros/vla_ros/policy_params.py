@@ -20,6 +20,7 @@ PARAMETERS = {
     "action_low": [-1.0] * 7,
     "action_high": [1.0] * 7,
     "max_action_rate": 20.0,  # per second, arm dimensions
+    "join": "ensemble",  # ensemble | switch | rtc: how a new chunk joins the queued ones (vla_policy/scheduler.py)
     "ensemble_decay": 0.1,
     "replan_period_ms": -1.0,  # a new chunk queued within this of the last (planned early); < 0: the checkpoint's replan_every steps; 0: every observation
     "surprise_threshold": 0.0,  # > 0: hold while the world model's surprise exceeds it
@@ -27,5 +28,11 @@ PARAMETERS = {
     "inference_threads": 1,  # torch threads for the model; the rest of the CPU serves the control loop
     "flow_steps": 0,  # Euler steps of a flow head; 0: the checkpoint's (fewer: lower latency; other heads ignore it)
     "control_thread_priority": 50,  # SCHED_FIFO priority of the control thread (Linux); 0: normal scheduling
+    "policy_url": "",  # ws://host:port (or wss://) of a `vla serve`: the model runs there; empty: in this process
+    "policy_token": "",  # the server's shared token, when it has one
+    "policy_timeout_ms": 2000.0,  # a reply slower than this drops the connection: hold, then reconnect
+    "image_codec": "raw",  # raw | png | jpeg: how images travel to the server
+    "extra_delay_ms": 0.0,  # experiments only: added to every inference, to measure joins under latency
+    "extra_delay_jitter_ms": 0.0,  # experiments only: plus a uniform random [0, this) per inference
     "autostart": False,  # configure and activate on start (what the launch files use)
 }

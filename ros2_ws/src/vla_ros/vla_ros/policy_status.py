@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from vla_policy import smoothness
 from vla_ros import conversions as conv
 from vla_ros.timing import loop_stats, percentile_ms
 
@@ -18,6 +19,21 @@ def input_rate_problem(rates: dict[str, float | None], dt: float, fraction: floa
     return f"inputs slower than the checkpoint's control rate ({1 / dt:.0f} Hz): " + ", ".join(
         f"{s} {r:.1f} Hz" for s, r in slow.items()
     )
+
+
+def _format(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def played_smoothness(node) -> dict:
+    """Smoothness of the last ticks' published actions (vla_policy/smoothness.py)."""
+    with node.lock:
+        played = list(node.played)
+    actions, sources = smoothness.new_actions(played)
+    boundary, within = smoothness.action_steps(actions, sources) if len(actions) > 1 else ((), ())
+    dt = node.policy.dt if node.policy else 0.05
+    scale = node.policy.action_space.scale if node.policy else [1.0] * 3
+    return smoothness.summarize(boundary, within, smoothness.commanded_jerk(actions, scale, dt) if len(actions) else ())
 
 
 def policy_status(node, now: float, rates: dict[str, float | None]) -> DiagnosticStatus:
@@ -40,6 +56,9 @@ def policy_status(node, now: float, rates: dict[str, float | None]) -> Diagnosti
         "inference_p95_ms": f"{percentile_ms(node.inference_s, 95):.1f}",
         "stamp_to_action_p95_ms": f"{percentile_ms(node.stamp_to_action_s, 95):.1f}",
         "surprise": "" if node.surprise is None else f"{node.surprise:.4f}",
+        "join": node.cfg.join,
+        "boundary_jump_ratio": _format(played_smoothness(node)["boundary_jump_ratio"], ".2f"),
+        "rtc_frozen_steps": str(node.delay_estimate.steps(node.policy.dt)) if node.policy else "",
     }
     values.update({f"rate_hz/{s}": "" if r is None else f"{r:.1f}" for s, r in rates.items()})
     values.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def test_remote_chunks_equal_local_ones_bit_for_bit(server, tiny_checkpoint):
     size = remote.config.model.vision.image_size
     assert remote.config.model.vision.cameras == tuple(local.config.model.vision.cameras)
     assert remote.action_space == local.action_space and remote.dt == local.dt
+    remote.predict_chunk(_obs(size, 99))  # draws from the server's generator, which reset must restore
     local.reset()
     remote.reset()
     for seed in range(3):
@@ -148,3 +150,60 @@ def test_the_client_side_imports_no_torch():
     code = "import sys; import vla_policy.remote.client, vla_policy.chunk_player; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_tls_when_a_certificate_is_given(tiny_checkpoint, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    process = start_server(tiny_checkpoint, port, "--certfile", str(cert), "--keyfile", str(key), "--device", "cpu")
+    try:
+        remote = RemotePolicy(f"wss://127.0.0.1:{port}", cafile=str(cert))
+        assert remote.predict_chunk(_obs(remote.config.model.vision.image_size, 0)).actions.shape[1] == 7
+        remote.close()
+        with pytest.raises(ConnectionError):  # without the certificate's authority: refused
+            RemotePolicy(f"wss://127.0.0.1:{port}")
+        with pytest.raises(ConnectionError):  # plain websocket to a TLS port
+            RemotePolicy(f"ws://127.0.0.1:{port}", timeout_s=2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_vla_eval_through_a_server_gives_the_local_outcomes(tiny_checkpoint, server, vla_cmd, tmp_path):
+    """The same seeds, local and remote: the same episodes, step for step."""
+    _, url = server
+    reports = {}
+    for name, args in (
+        ("local", ["--checkpoint", str(tiny_checkpoint)]),
+        ("remote", ["--policy", "remote", "--policy-args", json.dumps({"url": url})]),
+    ):
+        out = subprocess.run(
+            [
+                *vla_cmd,
+                "eval",
+                "--task",
+                "lift",
+                "--episodes",
+                "2",
+                "--videos",
+                "0",
+                "--out",
+                str(tmp_path / name),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())["episodes"]
+    keys = ("seed", "success", "steps", "smoothness")
+    assert [{k: e[k] for k in keys} for e in reports["local"]] == [{k: e[k] for k in keys} for e in reports["remote"]]

@@ -298,7 +298,8 @@ def _eval_args(p):
     p.add_argument(
         "--policy",
         default="expert",
-        help="expert, checkpoint (with --checkpoint), or package.module:factory for your own policy",
+        help="expert, checkpoint (with --checkpoint), remote (a `vla serve`, its url in --policy-args), "
+        "or package.module:factory for your own policy",
     )
     p.add_argument("--checkpoint", help="checkpoint directory (implies --policy checkpoint)")
     p.add_argument("--noise", type=float, default=0.0, help="expert: action noise std")
@@ -332,6 +333,17 @@ def run_eval(args) -> int:
 
         config = checkpoint_env_config(args.checkpoint, args.task, args.instructions)
         spec = {"kind": "checkpoint", "path": args.checkpoint}
+    elif args.policy == "remote":  # the env the served checkpoint was trained for, from the server
+        from vla_policy.eval.runner import env_config_from_args
+        from vla_policy.remote.client import RemotePolicy
+
+        remote_args = json.loads(args.policy_args)
+        if "url" not in remote_args:
+            raise ValueError('--policy remote needs --policy-args \'{"url": "ws://host:port"}\'')
+        probe = RemotePolicy(remote_args["url"], token=remote_args.get("token", ""))
+        config = env_config_from_args(probe.metadata["env_args"], args.task, args.instructions)
+        probe.close()
+        spec = {"kind": "remote"}
     else:
         cameras = tuple(c for c in args.cameras.split(",") if c)
         if args.out and not cameras and args.videos:

@@ -126,14 +126,16 @@ def malformed_frames(url: str, count: int) -> dict:
 
 
 def many_clients(url: str, clients: int, requests: int) -> dict:
-    """`clients` connections at once, `requests` chunks each, one of them never reading its replies."""
+    """`clients` connections at once, `requests` chunks each, beside one that never reads its
+    replies and stays open: every client must be served (a server that took one connection at a
+    time, or that waited on one client's replies, would time them out)."""
     from websockets.sync.client import connect
 
     results, errors = [], []
 
     def client(index: int) -> None:
         try:
-            policy = RemotePolicy(url, timeout_s=30)
+            policy = RemotePolicy(url, timeout_s=10)
             rng = np.random.default_rng(index)
             started = time.perf_counter()
             for _ in range(requests):
@@ -144,12 +146,17 @@ def many_clients(url: str, clients: int, requests: int) -> dict:
         except Exception as error:  # noqa: BLE001 - reported
             errors.append(f"client {index}: {type(error).__name__}: {error}")
 
-    stalled = connect(url, max_size=None, legacy=True)  # sends requests and never reads a reply
+    # A client that sends requests and never reads a reply, with a small socket buffer and a
+    # 1-message queue, so the server's replies to it back up within a few dozen messages.
+    host, port = url.split("//")[1].rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    stalled = connect(url, sock=sock, max_size=None, max_queue=1, legacy=True)
     stalled.recv()
     probe = RemotePolicy(url)
-    obs_bytes = pack(
-        {"type": "infer", "obs": probe._observation(observation(probe, np.random.default_rng(0))), "instruction": "x"}
-    )
+    obs = probe._observation(observation(probe, np.random.default_rng(0)))
+    obs_bytes = pack({"type": "infer", "obs": obs, "instruction": "x"})
     probe.close()
     for _ in range(300):  # far more replies than its socket and websocket queue hold
         stalled.send(obs_bytes)

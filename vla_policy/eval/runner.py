@@ -55,14 +55,25 @@ def _checkpoint(env: SimEnv, path: str, device: str = "cpu", **policy_kwargs):
     return Policy.from_checkpoint(path, device=device, **policy_kwargs)
 
 
-def checkpoint_env_config(path: str, task: str, instructions: str) -> EnvConfig:
-    """The env a checkpoint was trained for (cameras, image size, control rate), on `task`."""
-    from vla_policy.train.checkpoint import read_checkpoint_meta
+@register_policy("remote")
+def _remote(env: SimEnv, url: str, **policy_kwargs):
+    from vla_policy.remote.client import RemotePolicy
 
-    _, _, meta = read_checkpoint_meta(path)
-    kwargs = dict(meta["env_args"]["env_kwargs"])
+    return RemotePolicy(url, **policy_kwargs)
+
+
+def env_config_from_args(env_args: dict, task: str, instructions: str) -> EnvConfig:
+    """The env a checkpoint was trained for (its meta's env_args: cameras, image size, control
+    rate), on `task`."""
+    kwargs = dict(env_args["env_kwargs"])
     kwargs.update(task=task, instructions=instructions, horizon=None)
     return EnvConfig.from_json(json.dumps(kwargs))
+
+
+def checkpoint_env_config(path: str, task: str, instructions: str) -> EnvConfig:
+    from vla_policy.train.checkpoint import read_checkpoint_meta
+
+    return env_config_from_args(read_checkpoint_meta(path)[2]["env_args"], task, instructions)
 
 
 def make_policy(env: SimEnv, spec: dict):

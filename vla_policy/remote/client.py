@@ -16,7 +16,7 @@ import threading
 from types import SimpleNamespace
 
 import numpy as np
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.protocol import State
 from websockets.sync.client import connect
 
@@ -82,7 +82,7 @@ class RemotePolicy(ChunkPlayer):
             why = "the server refused the token" if status == 401 else f"HTTP {status}"
             self.last_error = f"cannot connect to {self.url}: {why}"
             raise ConnectionError(self.last_error) from None
-        except (OSError, TimeoutError, ConnectionClosed) as error:
+        except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as error:  # OSError: TLS too
             self.last_error = f"cannot connect to {self.url}: {type(error).__name__}: {error}"
             raise ConnectionError(self.last_error) from None
         if meta.get("type") != "metadata" or meta.get("protocol") != PROTOCOL_VERSION:

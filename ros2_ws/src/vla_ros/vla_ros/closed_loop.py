@@ -251,10 +251,18 @@ def run_closed_loop(
         "videos": videos,
         "wall_s": round(time.monotonic() - started, 1),
         "record": record,
+        "policy_node_overrides": dict(policy or {}),
+        # policy_node's own measure over its last 1,000 ticks, read at each episode's end
+        "boundary_jump_ratio_median": _median(r["diagnostics"].get("boundary_jump_ratio") for r in results),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _median(values) -> float | None:
+    numbers = [float(v) for v in values if v not in (None, "")]
+    return float(np.median(numbers)) if numbers else None
 
 
 def main(argv=None) -> int:
@@ -268,8 +276,23 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--record", default=None, help="also record a rosbag2 MCAP directory here")
     p.add_argument("--out", default="runs/demo")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="a policy_node parameter (e.g. join:=rtc, extra_delay_ms:=300, policy_url:=ws://host:8000)",
+    )
     args = p.parse_args(argv)
-    summary = run_closed_loop(args.checkpoint, args.episodes, args.out, args.task, args.device, args.seed, args.record)
+    policy = {}
+    for setting in args.set:
+        name, sep, value = setting.partition(":=")
+        if not sep or not name:
+            p.error(f"--set takes NAME:=VALUE, got {setting!r}")
+        policy[name] = value
+    summary = run_closed_loop(
+        args.checkpoint, args.episodes, args.out, args.task, args.device, args.seed, args.record, policy=policy
+    )
     print(
         f"{summary['successes']}/{summary['episodes']} successful through ROS 2 (sim_node + policy_node), "
         f"{summary['wall_s']} s; videos in {args.out}; report {Path(args.out) / 'report.json'}"

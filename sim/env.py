@@ -260,6 +260,17 @@ class SimEnv:
         self.close()
 
 
+def make_env(config: EnvConfig = EnvConfig(), **overrides):
+    """The env for a config's task: SimEnv (robosuite scenes) or MetaWorldEnv (Meta-World's own
+    environments), both with this module's API."""
+    config = EnvConfig(**{**asdict(config), **overrides}) if overrides else config
+    if get_task(config.task).env_type == "metaworld":
+        from sim.metaworld_env import MetaWorldEnv
+
+        return MetaWorldEnv(config)
+    return SimEnv(config)
+
+
 def _keep_gripper_speed_per_second(gripper, control_freq: int) -> None:
     """robosuite's Panda gripper moves a fixed fraction of its range per *policy step*, so a robot
     stepping at 12 Hz would close its fingers 40% slower in seconds than at 20 Hz; a real gripper

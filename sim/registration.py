@@ -13,7 +13,7 @@ def register_gymnasium_envs() -> None:
     from sim.tasks import TASKS
 
     for name, task in TASKS.items():
-        if gym_id(name) not in gym.registry:
+        if task.env_type == "robosuite" and gym_id(name) not in gym.registry:  # Meta-World registers its own
             gym.register(
                 id=gym_id(name),
                 entry_point="sim.gym_env:VLAGymEnv",

@@ -56,11 +56,15 @@ def run_tasks(args) -> int:
     from sim.registration import gym_id
     from sim.tasks import TASKS
 
+    from sim.tasks.meta_world import GROUPS
+
     for name, task in TASKS.items():
-        print(f"{name:10s} {gym_id(name):28s} horizon {task.horizon:4d}  {task.description}")
+        where = gym_id(name) if task.env_type == "robosuite" else f"metaworld, {task.group.replace('_', ' ')}"
+        print(f"{name:28s} {where:28s} horizon {task.horizon:4d}  actions {task.action_dim}  {task.description}")
         if args.instructions:
             for text in task.instructions(args.instructions):
                 print(f"    {text}")
+    print("task groups: " + ", ".join(f"{g} ({len(t)} tasks)" for g, t in GROUPS.items()))
     return 0
 
 

@@ -1,12 +1,11 @@
 """Policy: a trained VLAModel behind the contract reset() / predict_chunk() / select_action().
 
 Inputs are validated (image shape/dtype, missing keys, NaN proprio) and preprocessed exactly as
-in training; normalisation statistics come from the checkpoint. `select_action` keeps a queue of
-recent chunks in an ActionScheduler, which joins them (ACT's temporal ensembling, the newest
-chunk, or real-time chunking's inpainting, by `join`). The ROS policy node uses the same
-scheduler on ROS time.
-`select_action` (and `delay_ms`, simulated latency) come from ChunkPlayer, shared with the
-remote client.
+in training; normalisation statistics come from the checkpoint. `select_action` (ChunkPlayer,
+shared with the remote client) keeps a queue of recent chunks in an ActionScheduler, which joins
+them by `join` (ACT's temporal ensembling, the newest chunk, or real-time chunking, for which
+`predict_chunk` continues the actions already committed); `delay_ms` simulates inference
+latency in control time. The ROS policy node uses the same scheduler on ROS time.
 
 Defined behaviour for degraded input: a missing camera key is masked out (the model was trained
 with camera dropout); an empty instruction masks the text; an instruction longer than the
@@ -71,7 +70,7 @@ class Policy(ChunkPlayer):
         is faster, as openpi's `num_steps`).
         `action_space`: what the actions mean physically (default: the Panda OSC space at `dt`).
         `join`: ensemble | switch | rtc (scheduler.py). `delay_ms`: simulated inference latency
-        (module docstring). `rtc_max_guidance`: RTC's guidance clip beta (the paper's 5)."""
+        (chunk_player.py). `rtc_max_guidance`: RTC's guidance clip beta (the paper's 5)."""
         if flow_steps is not None:
             if config.model.head != "flow" or flow_steps < 1:
                 raise ValueError(

@@ -64,6 +64,8 @@ class Task(abc.ABC):
     name: str
     horizon: int
     description: str = ""
+    env_type = "robosuite"  # which env class runs it (sim.env.make_env)
+    action_dim = 7  # end-effector delta (6) + gripper
     object_names: tuple[str, ...] = ()  # the scene's task objects, in `SimEnv.object_state` order
 
     @abc.abstractmethod

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sim.env import EnvConfig, SimEnv
+from sim.env import EnvConfig, SimEnv, make_env
 from sim.expert_policy import ExpertPolicy
 from vla_policy.data.store import CollectionStore, write_part
 from vla_policy.eval.rollout import rollout
@@ -59,7 +59,7 @@ def env_args(config: EnvConfig) -> dict:
 
 def _init_worker(config: EnvConfig, dagger_checkpoint: str | None = None) -> None:
     global _worker_env, _worker_policy
-    _worker_env = SimEnv(config)
+    _worker_env = make_env(config)
     if dagger_checkpoint:
         from vla_policy.eval.runner import make_policy
 
@@ -96,7 +96,7 @@ def collect(
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
     config = config or EnvConfig(task=task)
-    probe = SimEnv(config)  # validates task/cameras early and gives the model XML
+    probe = make_env(config)  # validates task/cameras early and gives the model XML
     try:
         store = CollectionStore(out, env_args(config), probe.model_xml, overwrite=overwrite)
     finally:

@@ -7,7 +7,7 @@ Layout::
     data/demo_<i>/           attrs: num_samples, instruction, seed, success, goal (JSON), task,
                                     clipped_actions, model_sha256
         obs/<key>            (T, ...)  e.g. agentview_image (T, H, W, 3) uint8, joint_pos (T, 7)
-        actions              (T, 7)
+        actions              (T, A)    A: the task's action space (7 for the Panda tasks, 4 for Meta-World)
         states               (T, S)   SimEnv.get_state() before each action
         final_state          (S,)     state after the last action
         rewards, dones       (T,)
@@ -32,7 +32,6 @@ from vla_policy.types import Episode
 
 REQUIRED = ("actions", "states", "rewards", "dones", "obs")
 PER_STEP = ("actions", "states", "rewards", "dones")
-ACTION_DIM = 7
 
 
 class DatasetError(ValueError):
@@ -204,6 +203,7 @@ def validate_dataset(path: str | Path) -> list[str]:
             names = demo_names(f)
             if not names:
                 problems.append("data: no demo_<i> groups")
+            action_dim = _task_action_dim(f["data"].attrs.get("env_args"))
             obs_keys = None
             for name in names:
                 try:
@@ -211,7 +211,9 @@ def validate_dataset(path: str | Path) -> list[str]:
                 except (KeyError, OSError) as err:
                     problems.append(f"data/{name}: cannot be opened ({err}); a linked part file may be missing")
                     continue
-                problems += _validate_demo(name, group)
+                problems += _validate_demo(name, group, action_dim)
+                if action_dim is None and "actions" in group and group["actions"].ndim == 2:
+                    action_dim = group["actions"].shape[1]  # the first demo's, for the others
                 keys = set(group["obs"].keys()) if "obs" in group else set()
                 if obs_keys is None:
                     obs_keys = keys
@@ -224,15 +226,26 @@ def validate_dataset(path: str | Path) -> list[str]:
     return problems
 
 
-def _validate_demo(name: str, group: h5py.Group) -> list[str]:
+def _task_action_dim(env_args) -> int | None:
+    """The action width of the dataset's task (None: not a task this project knows)."""
+    try:
+        task = json.loads(env_args)["env_kwargs"]["task"]
+        from sim.tasks import get_task
+
+        return get_task(task).action_dim
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def _validate_demo(name: str, group: h5py.Group, action_dim: int | None) -> list[str]:
     problems = [f"data/{name}: missing '{key}'" for key in REQUIRED if key not in group]
     if "actions" not in group:
         return problems
     length = group["actions"].shape[0]
     if length == 0:
         problems.append(f"data/{name}/actions: empty episode")
-    if group["actions"].ndim != 2 or group["actions"].shape[1] != ACTION_DIM:
-        problems.append(f"data/{name}/actions: shape {group['actions'].shape}, expected (T, {ACTION_DIM})")
+    if group["actions"].ndim != 2 or (action_dim is not None and group["actions"].shape[1] != action_dim):
+        problems.append(f"data/{name}/actions: shape {group['actions'].shape}, expected (T, {action_dim or 'A'})")
     arrays = {key: group[key] for key in PER_STEP if key in group}
     if "obs" in group:
         arrays.update({f"obs/{k}": v for k, v in group["obs"].items()})

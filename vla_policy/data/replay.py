@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sim.env import EnvConfig, SimEnv
+from sim.env import EnvConfig, SimEnv, make_env
 from vla_policy.data.hdf5_dataset import DatasetError, demo_names, env_args, open_dataset, read_episode
 from vla_policy.types import Episode
 
@@ -35,7 +35,7 @@ def env_for_dataset(f, path) -> SimEnv:
     args = env_args(f)
     if args.get("type") != "vla_stack":
         raise DatasetError(f"{path}: env_args type {args.get('type')!r} is not 'vla_stack'; cannot rebuild the env")
-    return SimEnv(EnvConfig.from_json(json.dumps(args["env_kwargs"])))
+    return make_env(EnvConfig.from_json(json.dumps(args["env_kwargs"])))
 
 
 def replay_states(env: SimEnv, ep: Episode, frames: list | None) -> DemoReplay:

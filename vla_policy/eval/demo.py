@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.env import EnvConfig, SimEnv
+from sim.env import EnvConfig, SimEnv, make_env
 from vla_policy.eval.rollout import rollout
 from vla_policy.eval.video import write_video
 
@@ -51,7 +51,7 @@ def run_demo(
     frames: list[np.ndarray] = []
     successes = 0
     start = time.perf_counter()
-    with SimEnv(config) as env:
+    with make_env(config) as env:
         agent = make_policy(env)
         keys = [f"{c}_image" for c in config.cameras]
 

@@ -12,6 +12,8 @@ Stop (e-stop):        ros2 service call /vla/enable std_srvs/srv/SetBool "data: 
 output:=twist         TwistStamped in m/s, rad/s (base frame) + gripper position (Float64MultiArray)
 output:=joint_trajectory  JointTrajectory for joint-space checkpoints
 image_transport:=compressed  subscribe <camera topic>/compressed (sensor_msgs/CompressedImage)
+policy_url:=ws://gpu-box:8000 policy_token:=...  the model runs on a `vla serve` (no checkpoint here)
+join:=rtc             real-time chunking (ensemble | switch | rtc)
 """
 
 from launch import LaunchDescription
@@ -36,7 +38,10 @@ REMAPS = {  # launch argument -> (topic the node uses, default robot topic)
 
 def generate_launch_description() -> LaunchDescription:
     arguments = [
-        DeclareLaunchArgument("checkpoint", description="checkpoint directory"),
+        DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint directory (or policy_url)"),
+        DeclareLaunchArgument("policy_url", default_value="", description="ws(s)://host:port of a `vla serve`"),
+        DeclareLaunchArgument("policy_token", default_value="", description="the server's shared token"),
+        DeclareLaunchArgument("join", default_value="ensemble", description="ensemble | switch | rtc"),
         DeclareLaunchArgument("device", default_value="auto", description="auto | cpu | cuda"),
         DeclareLaunchArgument("control_rate_hz", default_value="50.0"),
         DeclareLaunchArgument("output", default_value="twist", description="action | twist | joint_trajectory"),
@@ -62,6 +67,9 @@ def generate_launch_description() -> LaunchDescription:
                 "output": LaunchConfiguration("output"),
                 "image_transport": LaunchConfiguration("image_transport"),
                 "autostart": LaunchConfiguration("autostart"),
+                "policy_url": LaunchConfiguration("policy_url"),
+                "policy_token": LaunchConfiguration("policy_token"),
+                "join": LaunchConfiguration("join"),
             },
         ],
         remappings=[(topic, LaunchConfiguration(arg)) for arg, (topic, _) in REMAPS.items()]

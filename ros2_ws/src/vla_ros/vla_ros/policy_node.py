@@ -134,7 +134,10 @@ class PolicyNode(InputCallbacks, LifecycleNode):
             from vla_policy.train.checkpoint import read_checkpoint_meta
 
             if not checkpoint:
-                raise ValueError("parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors>")
+                raise ValueError(
+                    "parameter 'checkpoint' is empty; pass checkpoint:=<dir with model.safetensors> "
+                    "(or policy_url:=ws://host:port of a vla serve)"
+                )
             torch.set_num_threads(self.cfg.inference_threads)
             flow_steps = self.cfg.flow_steps or None
             if flow_steps and read_checkpoint_meta(checkpoint)[0].model.head != "flow":

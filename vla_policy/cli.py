@@ -55,7 +55,6 @@ def _tasks_args(p):
 def run_tasks(args) -> int:
     from sim.registration import gym_id
     from sim.tasks import TASKS
-
     from sim.tasks.meta_world import GROUPS
 
     for name, task in TASKS.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.env import EnvConfig, SimEnv, make_env
+from sim.env import EnvConfig, make_env
 from vla_policy.eval.rollout import rollout
 from vla_policy.eval.video import write_video
 

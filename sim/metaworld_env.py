@@ -165,6 +165,20 @@ class MetaWorldEnv:
         self.success = bool(self.env.evaluate_state(self.raw_obs, np.zeros(ACTION_DIM, np.float32))[1]["success"])
 
     @property
+    def action_spec(self) -> dict:
+        """What the 4 numbers mean, read off the env (vla_policy.action_space.ActionSpace's fields):
+        the hand's mocap moves action * action_scale metres per step of frame_skip physics steps;
+        the last number is the gripper's effort, +1 closing."""
+        scale = float(self.env.action_scale)
+        return {
+            "name": "ee_xyz_gripper",
+            "dims": ["dx", "dy", "dz", "gripper"],
+            "scale": [scale, scale, scale, 1.0],
+            "dt": float(self.model.opt.timestep * self.env.frame_skip),
+            "frame": "world",
+        }
+
+    @property
     def model_xml(self) -> str:
         return ""  # Meta-World builds its scene from its own XML files at construction
 

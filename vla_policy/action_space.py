@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 EE_DELTA_GRIPPER = "ee_delta_gripper"  # end-effector position + axis-angle delta (6), gripper (1)
+EE_XYZ_GRIPPER = "ee_xyz_gripper"  # end-effector position delta (3), gripper (1): Meta-World's Sawyer
+CARTESIAN = (EE_DELTA_GRIPPER, EE_XYZ_GRIPPER)
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,21 @@ class ActionSpace:
 
     # ------------------------------------------------- end-effector velocity
     def to_velocity(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """(7,) normalised action -> (3,) m/s, (3,) rad/s in `frame`, and the gripper position."""
-        self._needs(EE_DELTA_GRIPPER)
-        physical = np.asarray(action[:6], float) * np.asarray(self.scale[:6]) / self.dt
-        return physical[:3], physical[3:], self.gripper_position(float(action[6]))
+        """(A,) normalised action -> (3,) m/s, (3,) rad/s in `frame` (zero for a position-only
+        space), and the gripper position."""
+        self._needs_cartesian()
+        motion = len(self.dims) - 1  # every dimension but the gripper
+        physical = np.asarray(action[:motion], float) * np.asarray(self.scale[:motion]) / self.dt
+        angular = physical[3:6] if motion == 6 else np.zeros(3)
+        return physical[:3], angular, self.gripper_position(float(action[-1]))
 
     def from_velocity(self, linear, angular, gripper_position: float, step_dt: float) -> np.ndarray:
-        """The normalised action that moves at `linear`/`angular` for one robot step of `step_dt` s."""
-        self._needs(EE_DELTA_GRIPPER)
-        delta = np.concatenate([np.asarray(linear, float), np.asarray(angular, float)]) * step_dt
-        return np.concatenate([delta / np.asarray(self.scale[:6]), [self.gripper_action(gripper_position)]])
+        """The normalised action that moves at `linear`/`angular` for one robot step of `step_dt` s
+        (a position-only space ignores `angular`)."""
+        self._needs_cartesian()
+        motion = len(self.dims) - 1
+        delta = np.concatenate([np.asarray(linear, float), np.asarray(angular, float)])[:motion] * step_dt
+        return np.concatenate([delta / np.asarray(self.scale[:motion]), [self.gripper_action(gripper_position)]])
 
     def gripper_position(self, action: float) -> float:
         return self.gripper_open + (action + 1.0) / 2.0 * (self.gripper_closed - self.gripper_open)
@@ -61,9 +68,12 @@ class ActionSpace:
     def gripper_action(self, position: float) -> float:
         return 2.0 * (position - self.gripper_open) / (self.gripper_closed - self.gripper_open) - 1.0
 
-    def _needs(self, name: str) -> None:
-        if self.name != name:
-            raise ValueError(f"this conversion needs the {name!r} action space; the checkpoint's is {self.name!r}")
+    def _needs_cartesian(self) -> None:
+        if self.name not in CARTESIAN:
+            raise ValueError(
+                f"this conversion needs an end-effector action space ({', '.join(CARTESIAN)}); "
+                f"the checkpoint's is {self.name!r}"
+            )
 
 
 def panda_osc(dt: float = 0.05) -> ActionSpace:
@@ -80,6 +90,8 @@ def panda_osc(dt: float = 0.05) -> ActionSpace:
 
 def for_env(env_args: dict) -> ActionSpace:
     """The action space of the env a dataset was collected in (its `env_args`)."""
+    if "action_space" in env_args:  # the env said what its actions mean (Meta-World's does)
+        return ActionSpace.from_dict(env_args["action_space"])
     env_type = env_args.get("type")
     if env_type == "vla_stack":
         return panda_osc(1.0 / env_args.get("env_kwargs", {}).get("control_freq", 20))

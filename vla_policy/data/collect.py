@@ -52,9 +52,13 @@ class CollectSummary:
         return 1.0 - len(self.failed_seeds) / max(1, self.attempted)
 
 
-def env_args(config: EnvConfig) -> dict:
-    """robomimic's env_args shape, with our EnvConfig as env_kwargs."""
-    return {"env_name": config.task, "type": "vla_stack", "env_kwargs": json.loads(config.to_json())}
+def env_args(config: EnvConfig, env=None) -> dict:
+    """robomimic's env_args shape, with our EnvConfig as env_kwargs, and the env's action space
+    where it states one (Meta-World's; the Panda tasks' is vla_policy.action_space.panda_osc)."""
+    args = {"env_name": config.task, "type": "vla_stack", "env_kwargs": json.loads(config.to_json())}
+    if env is not None and hasattr(env, "action_spec"):
+        args["action_space"] = env.action_spec
+    return args
 
 
 def _init_worker(config: EnvConfig, dagger_checkpoint: str | None = None) -> None:
@@ -98,7 +102,7 @@ def collect(
     config = config or EnvConfig(task=task)
     probe = make_env(config)  # validates task/cameras early and gives the model XML
     try:
-        store = CollectionStore(out, env_args(config), probe.model_xml, overwrite=overwrite)
+        store = CollectionStore(out, env_args(config, probe), probe.model_xml, overwrite=overwrite)
     finally:
         probe.close()
     job = CollectJob(Path(out), config, noise_std, keep_failures, dagger_checkpoint)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sim.env import EnvConfig, SimEnv
+from sim.env import EnvConfig, SimEnv, make_env
 from vla_policy import smoothness
 from vla_policy.eval.metrics import rate_summary
 from vla_policy.eval.rollout import rollout
@@ -159,7 +159,7 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
 
 # ------------------------------------------------------------ worker side
 def _init(config: EnvConfig, spec: dict, started) -> None:
-    _worker["env"] = SimEnv(config)
+    _worker["env"] = make_env(config)
     _worker["policy"] = make_policy(_worker["env"], spec)
     _worker["started"] = started
 
@@ -205,7 +205,7 @@ class EnvRunner:
         """`policy`: a spec dict (built in each worker) or a live policy object (run here)."""
         start = time.perf_counter()
         if not isinstance(policy, dict):
-            with SimEnv(self.config) as env:
+            with make_env(self.config) as env:
                 records = [
                     run_episode(env, policy, s, self.media_dir)
                     for s in tqdm(self.seeds, desc=self._desc(policy), unit="ep")

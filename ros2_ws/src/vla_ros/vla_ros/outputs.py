@@ -18,11 +18,11 @@ from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from vla_policy.action_space import EE_DELTA_GRIPPER, ActionSpace
+from vla_policy.action_space import CARTESIAN, ActionSpace
 from vla_ros import conversions as conv
 from vla_ros.qos import RELIABLE
 
-OUTPUTS = {"action": None, "twist": EE_DELTA_GRIPPER, "joint_trajectory": "joint_position"}  # kind -> space it needs
+OUTPUTS = {"action": None, "twist": CARTESIAN, "joint_trajectory": ("joint_position",)}  # kind -> spaces it takes
 
 
 class CommandOutputs:
@@ -32,8 +32,10 @@ class CommandOutputs:
         if kind not in OUTPUTS:
             raise ValueError(f"unknown output {kind!r}; choose one of {sorted(OUTPUTS)}")
         needs = OUTPUTS[kind]
-        if needs is not None and space.name != needs:
-            raise ValueError(f"output {kind!r} needs a {needs!r} checkpoint; this one's action space is {space.name!r}")
+        if needs is not None and space.name not in needs:
+            raise ValueError(
+                f"output {kind!r} needs a {' or '.join(needs)} checkpoint; this one's action space is {space.name!r}"
+            )
         self.node, self.kind, self.space, self.joint_names = node, kind, space, joint_names
         self.publishers = {"action": node.create_lifecycle_publisher(Float64MultiArray, "vla/action", RELIABLE)}
         if kind == "twist":

@@ -12,7 +12,7 @@ SIZE = 48  # small images keep the suite fast; the contract is size-independent
 LOW_DIM = {"joint_pos": (7,), "joint_vel": (7,), "gripper_qpos": (2,), "eef_pos": (3,), "eef_quat": (4,)}
 
 
-@pytest.fixture(scope="module", params=sorted(TASKS))
+@pytest.fixture(scope="module", params=sorted(n for n, t in TASKS.items() if t.env_type == "robosuite"))
 def env(request):
     with SimEnv(EnvConfig(task=request.param, image_size=SIZE)) as env:
         yield env

@@ -218,3 +218,16 @@ def test_reruns_are_exact(tmp_path):
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1]):
         assert np.array_equal(a, b)
+
+
+def test_suite_summary_averages_the_difficulty_groups_as_smolvla_reports():
+    from vla_policy.eval.metrics import rate_summary
+    from vla_policy.eval.suite import suite_summary
+
+    reports = {t: {"overall": rate_summary(k, 10)} for t, k in {"a": 10, "b": 6, "c": 0, "d": 5}.items()}
+    summary = suite_summary(reports, {"a": "easy", "b": "easy", "c": "hard", "d": "very_hard"})
+    assert summary["per_group"]["easy"]["rate"] == pytest.approx(0.8)  # the mean of its tasks
+    assert summary["group_average"]["rate"] == pytest.approx((0.8 + 0.0 + 0.5) / 3)  # each group once
+    assert summary["task_average"] == pytest.approx(21 / 40)
+    low, high = summary["group_average"]["normal95"]
+    assert low < summary["group_average"]["rate"] < high

@@ -113,22 +113,29 @@ def test_collect_validate_replay_is_exact(task, tmp_path, vla_cmd):
         assert report["success_reproduced"] == 2 and report["max_state_divergence"] == 0.0, report
 
 
-def test_a_4d_checkpoint_takes_its_action_space_from_the_data_and_runs(tmp_path, vla_cmd):
-    """Trained on Meta-World data, the checkpoint says its actions are Meta-World's (4-d, 1 cm per
-    step at 80 Hz, from the env itself); Policy and vla eval run it in that space."""
+def test_a_group_collects_trains_and_evaluates_as_4d_actions(tmp_path, vla_cmd):
+    """Two tasks collected as a group (a file each, resumable), trained on the directory: the
+    checkpoint says its actions are Meta-World's (4-d, 1 cm per step at 80 Hz, read off the env);
+    Policy and `vla eval` on the group run it, per task and per difficulty group."""
     from vla_policy.action_space import ActionSpace
     from vla_policy.policy import Policy
 
-    demos, run_dir = tmp_path / "reach.hdf5", tmp_path / "run"
+    demos, run_dir = tmp_path / "mw", tmp_path / "run"
     run = lambda *a: subprocess.run([*vla_cmd, *a], capture_output=True, text=True, timeout=600)  # noqa: E731
-    assert run("collect", "--task", "reach-v3", "--episodes", "2", "--cameras", "corner2", "--image-size", "32",
-               "--out", str(demos)).returncode == 0  # fmt: skip
+    group = ["collect", "--task", "reach-v3,drawer-close-v3", "--episodes", "2", "--cameras", "corner2"]
+    collected = run(*group, "--image-size", "32", "--out", str(demos))
+    assert collected.returncode == 0, collected.stderr[-2000:]
+    assert sorted(p.name for p in demos.iterdir()) == ["drawer-close-v3.hdf5", "reach-v3.hdf5"]
+    again = json.loads(run(*group, "--image-size", "32", "--out", str(demos)).stdout)
+    assert all(t.get("skipped") for t in again["tasks"].values())  # complete files are kept
     trained = run(
         "train", "--config", "tiny", f"train.dataset={demos}", f"train.out={run_dir}", "train.steps=2",
         "train.val_fraction=0", "model.action_dim=4", "model.proprio_keys=[agent_pos]", "model.vision.cameras=[corner2]",
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-2000:]
     checkpoint = run_dir / "checkpoints" / "last"
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    assert meta["env_args"]["env_kwargs"]["task"] == "drawer-close-v3,reach-v3"
     policy = Policy.from_checkpoint(checkpoint, device="cpu")
     assert policy.action_space.name == "ee_xyz_gripper" and policy.action_space.size == 4
     assert policy.action_space.scale[:3] == (0.01, 0.01, 0.01) and policy.action_space.dt == pytest.approx(0.0125)
@@ -142,5 +149,8 @@ def test_a_4d_checkpoint_takes_its_action_space_from_the_data_and_runs(tmp_path,
         env.close()
     linear, angular, _ = ActionSpace.from_dict(policy.action_space.to_dict()).to_velocity(np.array([1.0, 0, 0, 1]))
     assert np.allclose(linear, [0.8, 0, 0]) and np.allclose(angular, 0)  # 1 cm per 12.5 ms step
-    evaluated = run("eval", "--checkpoint", str(checkpoint), "--task", "reach-v3", "--episodes", "1")
+    evaluated = run("eval", "--checkpoint", str(checkpoint), "--task", "reach-v3,drawer-close-v3", "--episodes", "1")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    suite = json.loads(evaluated.stdout)
+    assert set(suite["per_task"]) == {"reach-v3", "drawer-close-v3"} and set(suite["per_group"]) == {"easy"}
+    assert suite["episodes"] == 2 and 0.0 <= suite["group_average"]["rate"] <= 1.0

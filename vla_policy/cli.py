@@ -69,14 +69,14 @@ def run_tasks(args) -> int:
 
 # ----------------------------------------------------------------- collect
 def _collect_args(p):
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="a task, or a group (mt10, mt50, metaworld-easy, ...)")
     p.add_argument(
         "--episodes",
         type=int,
         required=True,
-        help="episodes to store (expert: successful ones, unless --keep-failures)",
+        help="episodes to store, per task for a group (expert: successful ones, unless --keep-failures)",
     )
-    p.add_argument("--out", required=True, help="output .hdf5")
+    p.add_argument("--out", required=True, help="output .hdf5 (a group: a directory, one <task>.hdf5 each)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
     p.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on expert arm actions")
@@ -95,10 +95,28 @@ def _collect_args(p):
 @command("collect", "collect scripted-expert demonstrations (or DAgger rollouts) into HDF5", _collect_args)
 def run_collect(args) -> int:
     from sim.env import EnvConfig
-    from vla_policy.data.collect import collect
+    from sim.tasks import TASK_GROUPS, expand_tasks
+    from vla_policy.data.collect import collect, collect_group
 
     cameras = tuple(c for c in args.cameras.split(",") if c)
-    config = EnvConfig(task=args.task, cameras=cameras, image_size=args.image_size, instructions=args.instructions)
+    tasks = expand_tasks(args.task)
+    config = EnvConfig(task=tasks[0], cameras=cameras, image_size=args.image_size, instructions=args.instructions)
+    if args.task in TASK_GROUPS or len(tasks) > 1:  # one dataset per task, in the --out directory
+        if args.dagger:
+            raise ValueError("--dagger collects one task at a time")
+        summaries = collect_group(
+            tasks,
+            args.episodes,
+            args.out,
+            config,
+            workers=args.workers,
+            seed=args.seed,
+            noise_std=args.noise,
+            keep_failures=args.keep_failures,
+            overwrite=args.overwrite,
+        )
+        emit({"out": args.out, "tasks": summaries})
+        return 0
     summary = collect(
         args.task,
         args.episodes,
@@ -326,11 +344,13 @@ def run_eval(args) -> int:
     from pathlib import Path
 
     from sim.env import EnvConfig
-    from sim.tasks import get_task
+    from sim.tasks import TASK_GROUPS, expand_tasks
     from vla_policy.eval.report import write_report
     from vla_policy.eval.runner import evaluate
 
-    get_task(args.task)  # unknown task: clear error before any worker starts
+    tasks = expand_tasks(args.task)  # unknown task: clear error before any worker starts
+    if args.task in TASK_GROUPS or len(tasks) > 1:
+        return _eval_suite(args, tasks)
     if args.checkpoint:
         from vla_policy.eval.runner import checkpoint_env_config
 
@@ -367,6 +387,35 @@ def run_eval(args) -> int:
         {k: r.get(k) for k in ("seed", "instruction", "steps", "error")} for r in report["episodes"] if not r["success"]
     ]
     emit({k: v for k, v in report.items() if k not in ("episodes", "per_instruction")} | {"failed": failed})
+    return 0
+
+
+def _eval_suite(args, tasks: tuple[str, ...]) -> int:
+    """Each task of a group on the same seeds; per task, per difficulty group, group average."""
+    from pathlib import Path
+
+    from sim.tasks import get_task
+    from vla_policy.atomic import write_text_atomic
+    from vla_policy.eval.runner import checkpoint_env_config, evaluate
+    from vla_policy.eval.suite import suite_summary
+
+    if not args.checkpoint:
+        raise ValueError("evaluating a task group needs --checkpoint (the expert: vla eval --task <task> per task)")
+    extra = json.loads(args.policy_args)
+    reports = {}
+    for task in tasks:
+        config = checkpoint_env_config(args.checkpoint, task, args.instructions)
+        spec = {"kind": "checkpoint", "path": args.checkpoint, **extra}
+        reports[task] = evaluate(config, spec, args.episodes, args.seed, args.workers)
+        print(f"{task}: {reports[task]['overall']['successes']}/{args.episodes}", file=sys.stderr, flush=True)
+    summary = suite_summary(reports, {t: getattr(get_task(t), "group", "all") for t in tasks})
+    summary.update(checkpoint=args.checkpoint, group=args.task, seeds=[args.seed, args.seed + args.episodes - 1])
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        for task, report in reports.items():
+            write_text_atomic(Path(args.out) / f"{task}.json", json.dumps(report, indent=2))
+        write_text_atomic(Path(args.out) / "suite.json", json.dumps(summary, indent=2))
+    emit(summary)
     return 0
 
 

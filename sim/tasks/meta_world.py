@@ -89,11 +89,6 @@ GROUPS = {"mt10": MT10, "mt50": tuple(MT50)} | {
 }
 
 
-def expand(name: str) -> tuple[str, ...]:
-    """A task group (mt10, mt50, metaworld-easy, ...) -> its tasks; any other name -> itself."""
-    return GROUPS.get(name, (name,))
-
-
 class MetaWorldExpert(Expert):
     """Meta-World's scripted policy for the task, on the env's raw 39-d observation."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -155,3 +155,32 @@ def _collect_parallel(job, episodes, workers, seed, max_attempts, kept, on_resul
             done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
             for future in done:
                 on_result(future.result())
+
+
+def collect_group(tasks: tuple[str, ...], episodes: int, out_dir: str | Path, config: EnvConfig, **kwargs) -> dict:
+    """`episodes` demonstrations of each task, one dataset per task in `out_dir` (<task>.hdf5,
+    each crash-safe as collect() writes it). A task whose file is already complete is kept, so a
+    stopped run resumes where it was; overwrite=True collects everything again."""
+    out_dir = Path(out_dir)
+    if out_dir.suffix in (".hdf5", ".h5"):
+        raise ValueError(f"{out_dir}: a task group is collected into a directory, one file per task")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for task in tasks:
+        path = out_dir / f"{task}.hdf5"
+        if path.exists() and not kwargs.get("overwrite") and _complete(path, episodes):
+            summaries[task] = {"out": str(path), "kept": episodes, "skipped": "already collected"}
+            continue
+        summary = collect(task, episodes, path, config=replace(config, task=task), **{**kwargs, "overwrite": True})
+        summaries[task] = {**summary.__dict__, "success_rate": summary.success_rate}
+    return summaries
+
+
+def _complete(path: Path, episodes: int) -> bool:
+    from vla_policy.data.hdf5_dataset import demo_names, open_dataset
+    from vla_policy.data.store import parts_dir
+
+    if parts_dir(path).exists():  # stopped before it was packed
+        return False
+    with open_dataset(path) as f:
+        return len(demo_names(f)) >= episodes

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,8 +52,30 @@ def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int
 
 
 def dataset_paths(spec: str) -> list[str]:
-    """A training dataset: one HDF5 path, or several joined by commas (demos + DAgger rollouts)."""
-    return [p.strip() for p in str(spec).split(",") if p.strip()]
+    """A training dataset: one HDF5 path, several joined by commas (demos + DAgger rollouts), or a
+    directory of them (a task group's collection: one file per task)."""
+    paths = []
+    for part in (p.strip() for p in str(spec).split(",") if p.strip()):
+        paths += sorted(str(p) for p in Path(part).glob("*.hdf5")) if Path(part).is_dir() else [part]
+    return paths
+
+
+def _without_task(args: dict) -> dict:
+    kwargs = {k: v for k, v in args.get("env_kwargs", {}).items() if k != "task"}
+    return {**{k: v for k, v in args.items() if k != "env_name"}, "env_kwargs": kwargs}
+
+
+def merge_env_args(per_file: list[dict]) -> dict:
+    """One env_args for files that may differ in their task alone (a multi-task collection); the
+    task becomes the tasks' group (mt10, ...) or their names joined by commas."""
+    first = per_file[0]
+    tasks = sorted({a["env_kwargs"]["task"] for a in per_file})
+    if len(tasks) == 1:
+        return first
+    from sim.tasks import group_name
+
+    name = group_name(tasks)
+    return {**first, "env_name": name, "env_kwargs": {**first["env_kwargs"], "task": name}}
 
 
 def load_demos(spec: str, config: ModelConfig, indices: list[int] | None = None) -> tuple[list[Demo], dict]:
@@ -63,17 +86,17 @@ def load_demos(spec: str, config: ModelConfig, indices: list[int] | None = None)
         raise DatasetError("no dataset path given")
     if indices is not None and len(paths) > 1:
         raise DatasetError("demo indices select from one dataset file, not several")
-    demos, args = [], None
+    demos, per_file = [], []
     for path in paths:
         more, file_args = _load_file(path, config, indices)
-        if args is not None and file_args != args:
+        if per_file and _without_task(file_args) != _without_task(per_file[0]):
             raise DatasetError(
-                f"{path}: its env_args differ from {paths[0]}'s; datasets trained together must "
-                "come from one task and observation layout"
+                f"{path}: its env_args differ from {paths[0]}'s in more than the task; datasets trained "
+                "together must share one observation layout and action space"
             )
         demos.extend(more)
-        args = file_args
-    return demos, args
+        per_file.append(file_args)
+    return demos, merge_env_args(per_file)
 
 
 def _load_file(path: str, config: ModelConfig, indices: list[int] | None) -> tuple[list[Demo], dict]:

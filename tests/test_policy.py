@@ -211,3 +211,13 @@ def test_delay_holds_until_the_first_chunk_and_serialises_inference(rtc_policy):
     assert np.array_equal(actions[0], [0, 0, 0, 0, 0, 0, -1.0])  # no motion, the gripper open
     assert rtc_policy.sources[2:] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert [q.start for q in rtc_policy.scheduler.queue][-1] == pytest.approx(6 * 0.05)  # anchored at its frame
+
+
+def test_inference_slower_than_the_chunk_lasts_holds_in_the_gaps():
+    """150 ms (3 steps) of inference for 4-step chunks due every 4: serial inference delivers a
+    chunk every 3 steps, each already 3 steps old, so one step of each is played, then holds."""
+    config = merge(load_config("tiny"), {"model": {"chunk": 4, "replan_every": 4}})
+    policy = Policy(VLAModel(config.model, PROPRIO_DIM), config, STATS, device="cpu", join="rtc", delay_ms=150)
+    for _ in range(10):
+        policy.select_action(_obs())
+    assert policy.sources == [-1, -1, -1, 0, -1, -1, 1, -1, -1, 2]

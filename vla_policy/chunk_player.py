@@ -42,9 +42,9 @@ class ChunkPlayer:
             frozen = self.delay_steps
             planned = self.scheduler.planned(now, self.chunk_length, self.dt) if self.scheduler.join == "rtc" else None
             self.in_flight = (self.step, self.predict_chunk(obs, prefix=planned, frozen=frozen))
-            # Due replan_every after its own observation, so planned one delay earlier; inference is
-            # serial, so not before this one has arrived.
-            self.next_inference = self.step + max(self.replan_every - frozen, frozen)
+            # Due replan_every after its own observation, so planned one delay earlier (and, since
+            # inference is serial, not before this one has arrived: in_flight waits for that).
+            self.next_inference = self.step + self.replan_every - frozen
             self._arrive()
         action = self.scheduler.action_at(now)
         if action is None:  # nothing planned for now (inference slower than the chunk lasts): hold

@@ -4,6 +4,7 @@ scripted experts solve, collect -> validate -> replay is exact."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 
@@ -40,7 +41,7 @@ def _reset_and_step(task: str) -> dict:
 def test_every_mt50_task_resets_and_steps_with_upright_images_of_the_configured_size():
     assert len(MT50) == 50 and set(MT10) <= set(MT50) and all(t in TASKS for t in MT50)
     assert [len(GROUPS[f"metaworld-{d}"]) for d in ("easy", "medium", "hard", "very_hard")] == [28, 11, 6, 5]
-    with ProcessPoolExecutor(2) as pool:
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of EGL
         results = dict(zip(MT50, pool.map(_reset_and_step, MT50)))
     for task, r in results.items():
         assert r["shapes"] == {"corner2_image": (48, 48, 3), "wrist_image": (48, 48, 3), "agent_pos": (4,)}, task

@@ -394,22 +394,29 @@ def _eval_suite(args, tasks: tuple[str, ...]) -> int:
     """Each task of a group on the same seeds; per task, per difficulty group, group average."""
     from pathlib import Path
 
+    from sim.env import EnvConfig
     from sim.tasks import get_task
     from vla_policy.atomic import write_text_atomic
     from vla_policy.eval.runner import checkpoint_env_config, evaluate
     from vla_policy.eval.suite import suite_summary
 
-    if not args.checkpoint:
-        raise ValueError("evaluating a task group needs --checkpoint (the expert: vla eval --task <task> per task)")
+    if not args.checkpoint and args.policy != "expert":
+        raise ValueError("a task group is evaluated with --checkpoint, or --policy expert (the upper bound)")
     extra = json.loads(args.policy_args)
     reports = {}
     for task in tasks:
-        config = checkpoint_env_config(args.checkpoint, task, args.instructions)
-        spec = {"kind": "checkpoint", "path": args.checkpoint, **extra}
+        if args.checkpoint:
+            config = checkpoint_env_config(args.checkpoint, task, args.instructions)
+            spec = {"kind": "checkpoint", "path": args.checkpoint, **extra}
+        else:  # the scripted expert needs no pictures
+            config = EnvConfig(task=task, cameras=(), instructions=args.instructions)
+            spec = {"kind": "expert", "noise_std": args.noise, **extra}
         reports[task] = evaluate(config, spec, args.episodes, args.seed, args.workers)
         print(f"{task}: {reports[task]['overall']['successes']}/{args.episodes}", file=sys.stderr, flush=True)
     summary = suite_summary(reports, {t: getattr(get_task(t), "group", "all") for t in tasks})
-    summary.update(checkpoint=args.checkpoint, group=args.task, seeds=[args.seed, args.seed + args.episodes - 1])
+    summary.update(
+        policy=args.checkpoint or args.policy, group=args.task, seeds=[args.seed, args.seed + args.episodes - 1]
+    )
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         for task, report in reports.items():

@@ -65,6 +65,19 @@ def _without_task(args: dict) -> dict:
     return {**{k: v for k, v in args.items() if k != "env_name"}, "env_kwargs": kwargs}
 
 
+def _same_layout(a: dict, b: dict) -> bool:
+    """Two files of different tasks with one observation layout and action space: Meta-World's
+    tasks (every one observes and acts alike), collected with the same settings."""
+    from sim.tasks import get_task
+
+    tasks = (a["env_kwargs"].get("task"), b["env_kwargs"].get("task"))
+    try:
+        same_family = all(get_task(t).env_type == "metaworld" for t in tasks)
+    except ValueError:  # a task this project does not know
+        return False
+    return same_family and _without_task(a) == _without_task(b)
+
+
 def merge_env_args(per_file: list[dict]) -> dict:
     """One env_args for files that may differ in their task alone (a multi-task collection); the
     task becomes the tasks' group (mt10, ...) or their names joined by commas."""
@@ -89,10 +102,10 @@ def load_demos(spec: str, config: ModelConfig, indices: list[int] | None = None)
     demos, per_file = [], []
     for path in paths:
         more, file_args = _load_file(path, config, indices)
-        if per_file and _without_task(file_args) != _without_task(per_file[0]):
+        if per_file and file_args != per_file[0] and not _same_layout(file_args, per_file[0]):
             raise DatasetError(
-                f"{path}: its env_args differ from {paths[0]}'s in more than the task; datasets trained "
-                "together must share one observation layout and action space"
+                f"{path}: its env_args differ from {paths[0]}'s; datasets trained together must come from "
+                "one task and observation layout (or from Meta-World tasks, which share one)"
             )
         demos.extend(more)
         per_file.append(file_args)

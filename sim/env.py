@@ -124,14 +124,8 @@ class SimEnv:
 
     def validate_action(self, action) -> np.ndarray:
         """(7,) float64 in [-1, 1]; NaN/inf or a wrong shape is an error, out-of-range is clipped and counted."""
-        arr = np.asarray(action, dtype=np.float64)
-        if arr.shape != (ACTION_DIM,):
-            raise ValueError(f"action must have shape ({ACTION_DIM},), got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
-        clipped = np.clip(arr, -1.0, 1.0)
-        if not np.array_equal(clipped, arr):
-            self.clipped_actions += 1
+        clipped, was_clipped = checked_action(action, ACTION_DIM)
+        self.clipped_actions += was_clipped
         return clipped
 
     def is_success(self) -> bool:
@@ -258,6 +252,17 @@ class SimEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def checked_action(action, dim: int) -> tuple[np.ndarray, bool]:
+    """(dim,) float64 clipped to [-1, 1], and whether it had to be; NaN/inf or a wrong shape is an error."""
+    arr = np.asarray(action, dtype=np.float64)
+    if arr.shape != (dim,):
+        raise ValueError(f"action must have shape ({dim},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
+    clipped = np.clip(arr, -1.0, 1.0)
+    return clipped, not np.array_equal(clipped, arr)
 
 
 def make_env(config: EnvConfig = EnvConfig(), **overrides):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from sim.env import checked_action
 from sim.suggest import did_you_mean
 from sim.tasks import Goal, get_task
 
@@ -92,14 +93,8 @@ class MetaWorldEnv:
 
     def validate_action(self, action) -> np.ndarray:
         """(4,) float64 in [-1, 1]; NaN/inf or a wrong shape is an error, out-of-range is clipped and counted."""
-        arr = np.asarray(action, dtype=np.float64)
-        if arr.shape != (ACTION_DIM,):
-            raise ValueError(f"action must have shape ({ACTION_DIM},) for a Meta-World task, got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"action contains NaN or inf: {arr.tolist()}")
-        clipped = np.clip(arr, -1.0, 1.0)
-        if not np.array_equal(clipped, arr):
-            self.clipped_actions += 1
+        clipped, was_clipped = checked_action(action, ACTION_DIM)
+        self.clipped_actions += was_clipped
         return clipped
 
     def is_success(self) -> bool:

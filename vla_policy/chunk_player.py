@@ -6,8 +6,8 @@ actions already committed as its prefix. `delay_steps` makes inference take that
 time (an experiment knob for closed-loop evaluation, exact and reproducible): the chunk from the
 observation at step n arrives at step n + delay, the robot meanwhile plays what was queued (or
 holds), and the next inference starts only when this one has arrived, as on a robot whose policy
-computer is busy. It needs `predict_chunk(obs, prefix=, frozen=)`, `dt`, `replan_every`,
-`chunk_length`, `action_space` and `scheduler` from the class it is mixed into.
+computer is busy. It needs `predict_chunk_and_future(obs, instruction, prefix, frozen, future)`,
+`dt`, `replan_every`, `chunk_length`, `action_space` and `scheduler` from the class it is mixed into.
 """
 
 from __future__ import annotations
@@ -27,6 +27,16 @@ class ChunkPlayer:
         self.next_inference = 0  # step of the next observation to plan from
         self.sources: list[int] = []  # per step: which chunk the action came from (-1: a hold)
         self._gripper = -1.0  # the last commanded gripper action, kept by a hold (-1: open, as it starts)
+
+    def predict_chunk(
+        self, obs: dict, instruction: str | None = None, prefix: np.ndarray | None = None, frozen: int = 0
+    ) -> ActionChunk:
+        """A whole chunk (H, A) of unnormalised actions for this observation. With a `prefix` (H, A),
+        what the robot will play from this observation on if no new chunk came (ActionScheduler.
+        planned; NaN where nothing is planned), and `frozen`, how many of those steps execute
+        before this chunk can arrive, the chunk continues them (real-time chunking): the frozen
+        steps are copied, the rest of the overlap guided toward (a flow head; others only freeze)."""
+        return self.predict_chunk_and_future(obs, instruction, prefix, frozen, future=False)[0]
 
     def _arrive(self) -> None:
         """Queue the chunk in flight once its delay has passed, anchored at its observation."""

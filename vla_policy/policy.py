@@ -183,17 +183,6 @@ class Policy(ChunkPlayer):
         return chunk
 
     @torch.no_grad()
-    def predict_chunk(
-        self, obs: dict, instruction: str | None = None, prefix: np.ndarray | None = None, frozen: int = 0
-    ) -> ActionChunk:
-        """A whole chunk (H, A) of unnormalised actions for this observation. With a `prefix` (H, A),
-        what the robot will play from this observation on if no new chunk came (ActionScheduler.
-        planned; NaN where nothing is planned), and `frozen`, how many of those steps execute
-        before this chunk can arrive, the chunk continues them (real-time chunking): the frozen
-        steps are copied, the rest of the overlap guided toward (a flow head; others only freeze)."""
-        return self.predict_chunk_and_future(obs, instruction, prefix, frozen, future=False)[0]
-
-    @torch.no_grad()
     def predict_chunk_and_future(
         self,
         obs: dict,

@@ -172,11 +172,6 @@ class RemotePolicy(ChunkPlayer):
         chunk = ActionChunk(np.array(reply["actions"]), reply["dt"], reply["action_space"], start_step=self.step)
         return chunk, reply["future"]
 
-    def predict_chunk(
-        self, obs: dict, instruction: str | None = None, prefix: np.ndarray | None = None, frozen: int = 0
-    ) -> ActionChunk:
-        return self.predict_chunk_and_future(obs, instruction, prefix, frozen, future=False)[0]
-
     def surprise(self, predicted_future: np.ndarray, obs: dict) -> float:
         reply = self._call({"type": "surprise", "future": predicted_future, "obs": self._observation(obs)})
         return float(reply["value"])

@@ -12,6 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
 from websockets.sync.client import connect
 
 from vla_policy.bench.serve_bench import free_port, malformed_frames, rss_mb, start_server
@@ -31,7 +32,8 @@ def _obs(size: int, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):
     port = free_port()
-    process = start_server(tiny_checkpoint, port, "--device", "cpu")
+    # One CPU thread, as `vla eval` and the local policies below use: bit-exact needs equal counts.
+    process = start_server(tiny_checkpoint, port, "--device", "cpu", "--threads", "1")
     yield process, f"ws://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
@@ -54,6 +56,7 @@ def test_remote_chunks_equal_local_ones_bit_for_bit(server, tiny_checkpoint):
     """The same checkpoint, reset, the same observations: the same chunks, futures and surprise
     (raw images; exact where the maths allows, which here is everywhere)."""
     _, url = server
+    torch.set_num_threads(1)
     local = Policy.from_checkpoint(tiny_checkpoint, device="cpu")
     remote = RemotePolicy(url)
     size = remote.config.model.vision.image_size
@@ -122,7 +125,8 @@ def test_a_non_loopback_bind_needs_a_token_and_every_connection_must_present_it(
 
 def test_a_killed_server_is_seen_at_once_and_a_restarted_one_is_reconnected(tiny_checkpoint):
     port = free_port()
-    process = start_server(tiny_checkpoint, port, "--device", "cpu")
+    # One CPU thread, as `vla eval` and the local policies below use: bit-exact needs equal counts.
+    process = start_server(tiny_checkpoint, port, "--device", "cpu", "--threads", "1")
     remote = RemotePolicy(f"ws://127.0.0.1:{port}", timeout_s=2)
     obs = _obs(remote.config.model.vision.image_size, 0)
     remote.predict_chunk(obs)
@@ -136,7 +140,8 @@ def test_a_killed_server_is_seen_at_once_and_a_restarted_one_is_reconnected(tiny
         remote.predict_chunk(obs)
     with pytest.raises(ConnectionError, match="cannot connect"):
         remote.reconnect()
-    process = start_server(tiny_checkpoint, port, "--device", "cpu")
+    # One CPU thread, as `vla eval` and the local policies below use: bit-exact needs equal counts.
+    process = start_server(tiny_checkpoint, port, "--device", "cpu", "--threads", "1")
     try:
         remote.reconnect()
         assert remote.predict_chunk(obs).actions.shape[1] == 7

@@ -294,6 +294,12 @@ def _serve_args(p):
     p.add_argument("--device", default="auto")
     p.add_argument("--flow-steps", type=int, default=0, help="Euler steps of a flow head (0: the checkpoint's)")
     p.add_argument("--max-message-mb", type=float, default=16.0, help="larger messages close the connection (1009)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default); a CPU server equals a local run bit for bit at the same count",
+    )
 
 
 @command("serve", "serve a checkpoint to remote policy nodes over websockets (msgpack)", _serve_args)
@@ -310,6 +316,7 @@ def run_serve(args) -> int:
         args.device,
         args.flow_steps or None,
         args.max_message_mb,
+        args.threads,
     )
     return 0
 

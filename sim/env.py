@@ -79,6 +79,8 @@ class SimEnv:
         )
         self.robot = self.scene.robots[0]
         self.gripper = self.robot.gripper["right"]
+        self.arm_joint_names = list(self.robot.robot_joints)  # the names joint_states carries
+        self.gripper_joint_names = list(self.gripper.joints)
         if config.control_freq != NATIVE_RATE_HZ:
             _keep_gripper_speed_per_second(self.gripper, config.control_freq)
         self.goal: Goal | None = None

@@ -8,7 +8,9 @@ seed (`seeded_rand_vec`), so seed s is the same scene in every process and run; 
 (0.75, 0.075, 0.7) as LeRobot (after Seo et al. 2022) does; a 500-step horizon; observations:
 each camera's upright image, `agent_pos` (the hand's xyz and the gripper opening, Meta-World's
 obs[:4], LeRobot's state), `eef_pos`, the privileged `object_state` (the rest of the 39-d
-observation) and the instruction. Action: 4-d in [-1, 1], the hand's xyz delta (x 1 cm per
+observation), the robot's state as a robot would publish it (`joint_pos`/`joint_vel` of the
+Sawyer's 7 arm joints, `gripper_qpos` = [the opening], `eef_quat` the hand's orientation) and the
+instruction. Action: 4-d in [-1, 1], the hand's xyz delta (x 1 cm per
 step, Meta-World's action_scale) and the gripper effort (+1 closes). Rendering as LeRobot's,
 with shadows and multisampling off (~7x faster on a software renderer).
 
@@ -31,6 +33,10 @@ STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 OBS_DIM = 39
 CAMERA_ALIASES = {"agentview": "corner2", "wrist": "gripperPOV"}
 CORNER2_POSITION = (0.75, 0.075, 0.7)
+ARM_JOINTS = tuple(f"right_j{i}" for i in range(7))
+# Meta-World's gripper state is one number, the pads' distance over 10 cm clipped to [0, 1] (its
+# obs[3]); on joint_states it is this one joint's position.
+GRIPPER_OPENING_JOINT = "gripper_opening"
 
 
 class MetaWorldEnv:
@@ -48,6 +54,9 @@ class MetaWorldEnv:
         self.env.seeded_rand_vec = True  # ... drawn from the env's own generator, seeded per episode
         self.env.max_path_length = max(self.env.max_path_length, self.horizon)
         self.model, self.data = self.env.model, self.env.data
+        self.arm_joint_names, self.gripper_joint_names = list(ARM_JOINTS), [GRIPPER_OPENING_JOINT]
+        self._arm_qpos = [self.model.joint(n).qposadr[0] for n in ARM_JOINTS]
+        self._arm_qvel = [self.model.joint(n).dofadr[0] for n in ARM_JOINTS]
         corner2 = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, "corner2")
         self.model.cam_pos[corner2] = CORNER2_POSITION
         self.model.light_castshadow[:] = 0
@@ -109,6 +118,10 @@ class MetaWorldEnv:
         obs = {f"{cam}_image": self.render(cam) for cam in self.config.cameras}
         obs["agent_pos"] = self.raw_obs[:4].astype(np.float64)
         obs["eef_pos"] = self.raw_obs[:3].astype(np.float64)
+        obs["eef_quat"] = self.data.body("hand").xquat.copy()  # (w, x, y, z)
+        obs["gripper_qpos"] = self.raw_obs[3:4].astype(np.float64)
+        obs["joint_pos"] = self.data.qpos[self._arm_qpos].copy()
+        obs["joint_vel"] = self.data.qvel[self._arm_qvel].copy()
         obs["object_state"] = self.raw_obs[4:].astype(np.float64)
         obs["instruction"] = self.instruction
         return obs

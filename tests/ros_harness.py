@@ -56,6 +56,7 @@ class Robot(Node):
         self.actions: list[tuple[float, np.ndarray]] = []
         self.chunks: list[float] = []  # monotonic arrival time of each vla/action_chunk
         self.next_publish = 0.0  # monotonic time of the next input set
+        self.joint_scale = 1.0  # a huge one: finite in a message, beyond float32 in the model
         self.stamp_offset = 0.0  # seconds added to every input stamp: a robot clock ahead (> 0) or behind
         self.diagnostics: list[dict] = []
         self.create_subscription(Float64MultiArray, "vla/action", self._on_action, RELIABLE)
@@ -89,7 +90,7 @@ class Robot(Node):
         for camera in cameras:
             self.images[camera].publish(conv.numpy_to_image(rng.integers(0, 255, shape + (3,), np.uint8), stamp))
         if joints:  # any order: matched by name
-            positions = np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]]
+            positions = np.r_[[0.02, -0.02], np.linspace(0, 1, 7)[::-1]] * self.joint_scale
             self.joints.publish(conv.numpy_to_joint_state(GRIPPER + ARM[::-1], positions, None, stamp))
         if pose:
             self.pose.publish(conv.numpy_to_pose([0.5, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], stamp, "world"))

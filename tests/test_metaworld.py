@@ -28,7 +28,10 @@ def _reset_and_step(task: str) -> dict:
         camera = env._cameras["corner2"]
         up = env.data.cam_xmat[camera].reshape(3, 3)[:, 1] * (-1 if env.upside_down(camera) else 1)
         return {
-            "shapes": {k: obs[k].shape for k in ("corner2_image", "wrist_image", "agent_pos")},
+            "shapes": {k: obs[k].shape for k in ("corner2_image", "wrist_image", "agent_pos", "joint_pos")},
+            # what a robot publishes (eef_pose, joint_states' gripper_opening) is agent_pos in parts
+            "agent_pos_in_parts": bool(np.array_equal(obs["agent_pos"], np.r_[obs["eef_pos"], obs["gripper_qpos"]])),
+            "unit_quat": bool(np.isclose(np.linalg.norm(obs["eef_quat"]), 1.0)),
             "dtype": str(obs["corner2_image"].dtype),
             "image_up_z": float(up[2]),  # the world-z of the rendered image's up direction
             "instruction": obs["instruction"],
@@ -44,7 +47,8 @@ def test_every_mt50_task_resets_and_steps_with_upright_images_of_the_configured_
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:  # no fork of EGL
         results = dict(zip(MT50, pool.map(_reset_and_step, MT50)))
     for task, r in results.items():
-        assert r["shapes"] == {"corner2_image": (48, 48, 3), "wrist_image": (48, 48, 3), "agent_pos": (4,)}, task
+        shapes = {"corner2_image": (48, 48, 3), "wrist_image": (48, 48, 3), "agent_pos": (4,), "joint_pos": (7,)}
+        assert r["shapes"] == shapes and r["agent_pos_in_parts"] and r["unit_quat"], task
         assert r["dtype"] == "uint8" and r["steps"] == 1
         assert r["image_up_z"] > 0, f"{task}: corner2 renders upside down"
         assert r["instruction"] == MT50[task][1]

@@ -152,6 +152,20 @@ def test_orientation_proprio_is_continuous_where_the_quaternion_flips():
         proprio_from_obs({"eef_pos": np.zeros(3)}, ("eef_rot6d",))
 
 
+def test_agent_pos_is_read_whole_from_a_sim_and_put_together_from_a_robots_parts():
+    """Meta-World observes agent_pos (hand xyz, gripper opening) whole; a robot's eef_pose and
+    joint_states give it in parts: the same numbers either way, and either missing is an error."""
+    from vla_policy.proprio import proprio_from_obs, proprio_sources
+
+    whole = {"agent_pos": np.array([0.1, 0.6, 0.2, 0.9])}
+    parts = {"eef_pos": np.array([0.1, 0.6, 0.2]), "gripper_qpos": np.array([0.9])}
+    assert np.array_equal(proprio_from_obs(whole, ("agent_pos",)), proprio_from_obs(parts, ("agent_pos",)))
+    assert proprio_sources(("agent_pos",)) == {"agent_pos"}
+    assert proprio_sources(("agent_pos", "eef_rot6d"), composed=True) == {"eef_pos", "gripper_qpos", "eef_quat"}
+    with pytest.raises(KeyError, match="agent_pos"):
+        proprio_from_obs({"eef_pos": np.zeros(3)}, ("agent_pos",))
+
+
 def test_flow_steps_override_changes_the_integration_and_needs_a_flow_head():
     config: Config = merge(load_config("tiny"), {"model": {"chunk": 4}})
     torch.manual_seed(0)

@@ -223,8 +223,9 @@ def test_estop_holds_until_re_enabled(tiny_checkpoint, tmp_path):
 
 
 def test_a_failing_model_holds_and_says_why(tiny_checkpoint, tmp_path):
-    # six arm joints configured where the checkpoint was trained on seven: every inference raises
-    with policy_node(tiny_checkpoint, tmp_path, arm_joint_names=ARM[:6]) as (robot, proc):
+    # joint positions finite as float64 but beyond float32's range: every inference raises
+    with policy_node(tiny_checkpoint, tmp_path) as (robot, proc):
+        robot.joint_scale = 1e300
         robot.instruction.publish(String(data="lift the cube"))
         robot.spin_until(
             lambda: "model failed" in robot.last_diagnostics().get("message", ""),

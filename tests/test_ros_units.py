@@ -10,7 +10,7 @@ from vla_ros import conversions as conv
 from vla_ros.bench import cpu_list
 from vla_ros.inputs import InputBuffer
 from vla_ros.rate_loop import run_at_rate
-from vla_ros.safety import ActionLimiter
+from vla_ros.safety import ActionLimiter, per_dimension
 
 from vla_policy.data.images import preprocess_images
 from vla_policy.types import ActionChunk
@@ -115,6 +115,10 @@ def test_limiter_clips_rate_limits_and_holds_the_gripper():
     assert limiter.hold().tolist() == [0, 0, 0, 0, 0, 0, 1.0]  # a held object stays held
     with pytest.raises(ValueError, match="low <= high"):
         ActionLimiter(low=[1.0], high=[0.0], max_rate=1.0)
+    assert per_dimension([-1.0], 4, "action_low").tolist() == [-1.0] * 4  # one value: every dimension
+    assert per_dimension([0.1, 0.2, 0.3, 1.0], 4, "action_high").tolist() == [0.1, 0.2, 0.3, 1.0]
+    with pytest.raises(ValueError, match="action_low has 7 values; this checkpoint's actions have 4"):
+        per_dimension([-1.0] * 7, 4, "action_low")
 
 
 class _SimulatedClock:

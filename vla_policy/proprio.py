@@ -1,5 +1,7 @@
 """The proprio vector the model reads: configured observation keys concatenated, some derived
-(a continuous 6D orientation from the quaternion). Used alike by training data and run time."""
+(a continuous 6D orientation from the quaternion), some composed of others where an observation
+lacks them whole (a robot's messages give Meta-World's `agent_pos` in parts). Used alike by
+training data and run time."""
 
 from __future__ import annotations
 
@@ -29,15 +31,40 @@ def quat_to_rot6d(quat_wxyz: np.ndarray) -> np.ndarray:
 DERIVED_PROPRIO = {"eef_rot6d": ("eef_quat", quat_to_rot6d)}
 
 
-def proprio_sources(keys: tuple[str, ...]) -> set[str]:
-    """The observation keys that the proprio keys are read or derived from."""
-    return {DERIVED_PROPRIO[k][0] if k in DERIVED_PROPRIO else k for k in keys}
+# Proprio keys a sim observes whole and a robot publishes in parts: name -> the keys concatenated.
+# agent_pos is Meta-World's obs[:4] (LeRobot's state): the hand's xyz (eef_pose) and the gripper
+# opening (joint_states' one gripper joint).
+COMPOSED_PROPRIO = {"agent_pos": ("eef_pos", "gripper_qpos")}
+
+
+def proprio_sources(keys: tuple[str, ...], composed: bool = False) -> set[str]:
+    """The observation keys that the proprio keys are read or derived from; with `composed`, the
+    parts of the composed ones instead (what a robot's messages must provide)."""
+    sources = set()
+    for k in keys:
+        if k in DERIVED_PROPRIO:
+            sources.add(DERIVED_PROPRIO[k][0])
+        elif composed and k in COMPOSED_PROPRIO:
+            sources.update(COMPOSED_PROPRIO[k])
+        else:
+            sources.add(k)
+    return sources
+
+
+def _read(obs: dict, key: str):
+    if key in DERIVED_PROPRIO:
+        source, derive = DERIVED_PROPRIO[key]
+        return derive(obs[source])
+    if key not in obs and key in COMPOSED_PROPRIO:
+        return np.concatenate([np.asarray(obs[part], dtype=np.float64) for part in COMPOSED_PROPRIO[key]], axis=-1)
+    return obs[key]
 
 
 def proprio_from_obs(obs: dict, keys: tuple[str, ...]) -> np.ndarray:
-    """(..., P) float32: the configured proprio keys concatenated in order (derived ones computed)."""
-    missing = sorted(k for k in proprio_sources(keys) if k not in obs)
+    """(..., P) float32: the configured proprio keys concatenated in order (derived ones computed,
+    composed ones read whole or put together from their parts)."""
+    unavailable = [k for k in keys if not any(proprio_sources((k,), parts) <= obs.keys() for parts in (False, True))]
+    missing = sorted(proprio_sources(tuple(unavailable)) - obs.keys())
     if missing:
         raise KeyError(f"observation is missing proprio key(s) {missing}; it has {sorted(obs)}")
-    parts = [DERIVED_PROPRIO[k][1](obs[DERIVED_PROPRIO[k][0]]) if k in DERIVED_PROPRIO else obs[k] for k in keys]
-    return np.concatenate([np.asarray(part, dtype=np.float32) for part in parts], axis=-1)
+    return np.concatenate([np.asarray(_read(obs, k), dtype=np.float32) for k in keys], axis=-1)

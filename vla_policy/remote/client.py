@@ -110,6 +110,7 @@ class RemotePolicy(ChunkPlayer):
         )
         self.model = SimpleNamespace(world_model=True if model["world_model"] else None)
         self._inputs = {f"{c}_image" for c in vision.cameras} | proprio_sources(self.config.model.proprio_keys)
+        self._inputs |= proprio_sources(self.config.model.proprio_keys, composed=True)  # a robot's parts
 
     def _observation(self, obs: dict) -> dict:
         """What the model reads of an observation (its cameras and proprio), images encoded."""

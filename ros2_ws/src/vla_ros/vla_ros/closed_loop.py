@@ -106,6 +106,26 @@ def ros_processes(commands: dict[str, list[str]], domain_id: int, log_dir: Path)
             log.close()
 
 
+def task_parameters(task: str, checkpoint: str | Path) -> tuple[dict, dict]:
+    """What differs from the parameter files (the Panda's) for a task: a Meta-World task publishes
+    the cameras and image size the checkpoint's data was collected with (policy_node brings frames
+    to the model's size as training did) and the Sawyer's joints. -> (sim_node, policy_node)."""
+    from sim.tasks import get_task
+
+    if get_task(task).env_type != "metaworld":
+        return {}, {}
+    from sim.metaworld_env import ARM_JOINTS, GRIPPER_OPENING_JOINT
+
+    meta = json.loads((Path(checkpoint) / "meta.json").read_text())
+    collected, step_dt = meta["env_args"]["env_kwargs"], meta["action_space"]["dt"]
+    sim = {"cameras": list(collected["cameras"]), "image_size": collected["image_size"]}
+    policy = {"arm_joint_names": list(ARM_JOINTS), "gripper_joint_names": [GRIPPER_OPENING_JOINT]}
+    # One command per sim step (80 Hz); the flow head's own Euler steps, as `vla eval` measured it
+    # (policy.yaml's 5 are for the tabletop's latency budget; through the nodes 5 closed the drawer
+    # in 2 of 4 episodes, 10 in 4 of 4).
+    return sim, {**policy, "control_rate_hz": 1.0 / step_dt, "flow_steps": 0}
+
+
 def sim_demo_commands(
     checkpoint: str | Path,
     task: str = "tabletop",
@@ -115,15 +135,19 @@ def sim_demo_commands(
     sim: dict | None = None,
     policy: dict | None = None,
 ) -> dict[str, list[str]]:
-    """sim_demo.launch.py's nodes as commands; `sim`/`policy` add parameter overrides."""
+    """sim_demo.launch.py's nodes as commands; `sim`/`policy` add parameter overrides (over the
+    task's own, `task_parameters`)."""
+    task_sim, task_policy = task_parameters(task, checkpoint)
     commands = {
         "sim_node": node_command(
-            "sim_node", CONFIG_DIR / "sim.yaml", {"task": task, "seed": seed, "start_paused": True, **(sim or {})}
+            "sim_node",
+            CONFIG_DIR / "sim.yaml",
+            {"task": task, "seed": seed, "start_paused": True, **task_sim, **(sim or {})},
         ),
         "policy_node": node_command(
             "policy_node",
             CONFIG_DIR / "policy.yaml",
-            {"checkpoint": str(checkpoint), "device": device, **(policy or {})},
+            {"checkpoint": str(checkpoint), "device": device, **task_policy, **(policy or {})},
         ),
     }
     if record:
@@ -208,7 +232,8 @@ def run_closed_loop(
     started = time.monotonic()
     with ros_processes(commands, domain_id, out / "logs") as procs:
         rclpy.init(domain_id=domain_id)
-        driver = Driver()
+        cameras = {**task_parameters(task, checkpoint)[0], **(sim or {})}.get("cameras", ["agentview"])
+        driver = Driver(cameras[0])  # the video's camera
         try:
 
             def alive() -> bool:

@@ -51,7 +51,7 @@ from vla_ros.policy_params import PARAMETERS
 from vla_ros.policy_status import input_rate_problem, policy_status
 from vla_ros.qos import CAMERA, RELIABLE, SENSOR
 from vla_ros.rate_loop import make_realtime, run_at_rate
-from vla_ros.safety import ActionLimiter
+from vla_ros.safety import ActionLimiter, per_dimension
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -99,6 +99,12 @@ class PolicyNode(InputCallbacks, InferenceLoop, LifecycleNode):
             if self.cfg.join not in JOINS:
                 raise ValueError(f"join must be one of {', '.join(JOINS)}, not {self.cfg.join!r}")
             self._load_policy()
+            size = self.policy.action_space.size
+            self.limiter = ActionLimiter(
+                per_dimension(self.cfg.action_low, size, "action_low"),
+                per_dimension(self.cfg.action_high, size, "action_high"),
+                self.cfg.max_action_rate,
+            )
             self.outputs = CommandOutputs(self, self.cfg.output, self.policy.action_space, self.cfg.arm_joint_names)
         except Exception as error:  # a bad parameter, checkpoint or device: stay unconfigured, say why
             self.get_logger().error(f"configure failed: {error}")
@@ -108,7 +114,6 @@ class PolicyNode(InputCallbacks, InferenceLoop, LifecycleNode):
         self.delay_estimate = DelayEstimate()
         self.delay_rng = np.random.default_rng(0)  # extra_delay_jitter_ms draws
         self.played: deque[tuple[np.ndarray, int]] = deque(maxlen=1000)  # (action sent, its chunk id; -1 hold)
-        self.limiter = ActionLimiter(self.cfg.action_low, self.cfg.action_high, self.cfg.max_action_rate)
         self.inputs = InputBuffer(
             self.streams,
             self.cfg.pair_tolerance_ms / 1e3,
@@ -154,7 +159,7 @@ class PolicyNode(InputCallbacks, InferenceLoop, LifecycleNode):
             raise ValueError(
                 f"cameras {sorted(unknown)} are not inputs of this checkpoint ({list(model.vision.cameras)})"
             )
-        sources = proprio_sources(model.proprio_keys)
+        sources = proprio_sources(model.proprio_keys, composed=True)  # from the messages below
         supported = {"joint_pos", "gripper_qpos", "eef_pos", "eef_quat"}
         if sources - supported:
             raise ValueError(
@@ -166,7 +171,10 @@ class PolicyNode(InputCallbacks, InferenceLoop, LifecycleNode):
         )
         warm = {f"{c}_image": np.zeros((model.vision.image_size,) * 2 + (3,), np.uint8) for c in self.cameras}
         warm.update(
-            joint_pos=np.zeros(7), gripper_qpos=np.zeros(2), eef_pos=np.zeros(3), eef_quat=np.array([1.0, 0, 0, 0])
+            joint_pos=np.zeros(len(self.cfg.arm_joint_names)),
+            gripper_qpos=np.zeros(len(self.cfg.gripper_joint_names)),
+            eef_pos=np.zeros(3),
+            eef_quat=np.array([1.0, 0, 0, 0]),
         )
         for _ in range(self.cfg.warmup_iterations):  # the same call the inference thread makes
             self.policy.predict_chunk_and_future(warm, "warm up")

@@ -17,8 +17,8 @@ PARAMETERS = {
     "input_rate_check": "warn",  # warn | hold | off: inputs slower than the checkpoint's control rate
     "min_input_rate_fraction": 0.8,  # of 1/dt, below which the rate check fires
     "output": "action",  # action | twist | joint_trajectory (vla/action is always published)
-    "action_low": [-1.0] * 7,
-    "action_high": [1.0] * 7,
+    "action_low": [-1.0],  # one value for every action dimension, or one per dimension
+    "action_high": [1.0],
     "max_action_rate": 20.0,  # per second, arm dimensions
     "join": "ensemble",  # ensemble | switch | rtc: how a new chunk joins the queued ones (vla_policy/scheduler.py)
     "ensemble_decay": 0.1,

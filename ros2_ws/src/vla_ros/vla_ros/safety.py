@@ -7,6 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def per_dimension(values, size: int, name: str) -> np.ndarray:
+    """(size,) limits from one value for every dimension or one per dimension."""
+    values = np.asarray(values, float)
+    if values.size == 1:
+        return np.full(size, float(values[0]))
+    if values.shape != (size,):
+        raise ValueError(
+            f"{name} has {values.size} values; this checkpoint's actions have {size} (or give one for all)"
+        )
+    return values
+
+
 @dataclass
 class ActionLimiter:
     low: np.ndarray  # (A,) lowest value per action dimension

@@ -1,5 +1,9 @@
 """sim_node: a vla_stack simulation task standing in for a robot, in real time.
 
+Any registered task: the robosuite Panda tasks, or a Meta-World task (a Sawyer stepping at
+Meta-World's 80 Hz whatever `control_freq` says; 4-d actions; its gripper on joint_states as one
+`gripper_opening` joint).
+
 Every control period (`control_freq`, divided by `time_factor`) it applies the newest command (a
 hold when none arrived within `action_timeout_ms` of ROS time), steps the simulator and
 publishes what a robot would: camera images, joint states and the end-effector pose, all with
@@ -25,7 +29,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String, UInt32
 from std_srvs.srv import Trigger
 
-from vla_policy.action_space import panda_osc
+from vla_policy.action_space import ActionSpace, panda_osc
 from vla_ros import conversions as conv
 from vla_ros.qos import LATCHED, RELIABLE, SENSOR
 
@@ -55,28 +59,32 @@ class SimNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.p = p
         os.environ.setdefault("MUJOCO_GL", "egl")
-        from sim.env import NATIVE_RATE_HZ, SimEnv  # after MUJOCO_GL is set
+        from sim.env import NATIVE_RATE_HZ, EnvConfig, make_env  # after MUJOCO_GL is set
 
         if p["command_interface"] not in ("action", "twist"):
             raise ValueError(f"command_interface must be action or twist, not {p['command_interface']!r}")
-        self.env = SimEnv(
-            task=p["task"],
-            cameras=tuple(p["cameras"]),
-            image_size=p["image_size"],
-            instructions=p["instructions"],
-            horizon=p["horizon"] or None,
-            control_freq=p["control_freq"],
+        self.env = make_env(
+            EnvConfig(
+                task=p["task"],
+                cameras=tuple(p["cameras"]),
+                image_size=p["image_size"],
+                instructions=p["instructions"],
+                horizon=p["horizon"] or None,
+                control_freq=p["control_freq"],
+            )
         )
-        self.step_dt = 1.0 / self.env.config.control_freq  # simulated seconds per step
+        spec = getattr(self.env, "action_spec", None)  # an env that states its own (Meta-World)
+        self.space = ActionSpace.from_dict(spec) if spec else panda_osc(1.0 / self.env.config.control_freq)
+        self.step_dt = self.space.dt  # simulated seconds per step
         self.period = self.step_dt / p["time_factor"]
-        self.space = panda_osc(self.step_dt)
         # robosuite's OSC_POSE drives the arm with a force proportional to each step's offset, so
         # the arm's speed follows the offset, not the offset per second: a twist becomes the offset
         # that gives its speed at the rate the controller's speeds were taken at, whatever this
-        # robot's step rate (docs/RESULTS.md, "A robot at another step rate").
-        self.velocity_dt = 1.0 / NATIVE_RATE_HZ
-        self.arm_names = list(self.env.robot.robot_joints)
-        self.gripper_names = list(self.env.gripper.joints)
+        # robot's step rate (docs/RESULTS.md, "A robot at another step rate"). Meta-World's mocap
+        # moves the hand by the offset itself: the speed is offset / step.
+        self.velocity_dt = self.step_dt if spec else 1.0 / NATIVE_RATE_HZ
+        self.arm_names = list(self.env.arm_joint_names)
+        self.gripper_names = list(self.env.gripper_joint_names)
         self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR) for c in p["cameras"]}
         self.joint_pub = self.create_publisher(JointState, "joint_states", SENSOR)
         self.pose_pub = self.create_publisher(PoseStamped, "eef_pose", SENSOR)
@@ -137,7 +145,7 @@ class SimNode(Node):
 
     def _on_action(self, msg: Float64MultiArray) -> None:
         try:
-            self.action = conv.msg_to_action(msg, 7)
+            self.action = conv.msg_to_action(msg, self.space.size)
         except conv.InvalidMessage as error:
             return self._reject(error)
         self.action_time = self._seconds()
@@ -165,7 +173,7 @@ class SimNode(Node):
             self._reset_episode()
             return
         fresh = self.action is not None and (self._seconds() - self.action_time) * 1e3 <= self.p["action_timeout_ms"]
-        action = self.action if fresh else np.array([0, 0, 0, 0, 0, 0, self.gripper])
+        action = self.action if fresh else np.array([0.0] * (self.space.size - 1) + [self.gripper])
         self.gripper = float(action[-1])
         self.obs, _, success, truncated, _ = self.env.step(np.clip(action, -1.0, 1.0))
         self._publish_sensors()

@@ -59,9 +59,10 @@ def test_make_demo_succeeds_through_the_nodes_and_the_session_becomes_data(tmp_p
 def test_a_meta_world_task_runs_through_the_nodes_with_the_shipped_mt10_checkpoint(tmp_path):
     """`ros_demo --task drawer-close-v3 --checkpoint checkpoints/mt10`: the Sawyer publishes its
     corner2 camera, joints (the gripper as one `gripper_opening` joint) and hand pose at 80 Hz;
-    policy_node puts agent_pos together from them and commands 4-d actions as a twist. The
-    checkpoint closes the drawer in 10/10 fresh episodes in-process (docs/RESULTS.md); through
-    the nodes one of two is required, as real time on a loaded machine varies the runs."""
+    policy_node (at 160 Hz) puts agent_pos together from them and commands 4-d actions as a
+    twist. The checkpoint closes the drawer in 10/10 fresh episodes in-process and 15/20 through
+    the nodes (docs/RESULTS.md); one of two is required, as real time on a loaded machine varies
+    the runs."""
     checkpoint = SHIPPED_CHECKPOINT.parent / "mt10"
     command = [find_executable("ros_demo"), "--checkpoint", str(checkpoint), "--task", "drawer-close-v3"]
     out = subprocess.run(
@@ -77,5 +78,5 @@ def test_a_meta_world_task_runs_through_the_nodes_with_the_shipped_mt10_checkpoi
         diagnostics = result["diagnostics"]
         assert result["instruction"] == "Push and close a drawer" and diagnostics["state"] == "active"
         assert not any(key.startswith("rejected") for key in diagnostics), diagnostics  # every message fit
-        assert float(diagnostics["rate_hz/camera/corner2"]) > 40 and float(diagnostics["control_rate_hz"]) > 60
+        assert float(diagnostics["rate_hz/camera/corner2"]) > 40 and float(diagnostics["control_rate_hz"]) > 120
     assert (tmp_path / "run" / "episode_0.mp4").stat().st_size > 0

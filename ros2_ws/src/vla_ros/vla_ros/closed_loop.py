@@ -120,10 +120,11 @@ def task_parameters(task: str, checkpoint: str | Path) -> tuple[dict, dict]:
     collected, step_dt = meta["env_args"]["env_kwargs"], meta["action_space"]["dt"]
     sim = {"cameras": list(collected["cameras"]), "image_size": collected["image_size"]}
     policy = {"arm_joint_names": list(ARM_JOINTS), "gripper_joint_names": [GRIPPER_OPENING_JOINT]}
-    # One command per sim step (80 Hz); the flow head's own Euler steps, as `vla eval` measured it
-    # (policy.yaml's 5 are for the tabletop's latency budget; through the nodes 5 closed the drawer
-    # in 2 of 4 episodes, 10 in 4 of 4).
-    return sim, {**policy, "control_rate_hz": 1.0 / step_dt, "flow_steps": 0}
+    # Commands at twice the sim's step rate: two unsynchronised loops at one rate make a sim step
+    # now and then play a command twice or skip one (drawer-close through the nodes: 4/10 at
+    # 80 Hz, 15/20 at 160 Hz; docs/RESULTS.md). The flow head's own Euler steps, as `vla eval`
+    # measured it (policy.yaml's 5 are for the tabletop's latency budget).
+    return sim, {**policy, "control_rate_hz": 2.0 / step_dt, "flow_steps": 0}
 
 
 def sim_demo_commands(

@@ -125,8 +125,7 @@ def test_a_non_loopback_bind_needs_a_token_and_every_connection_must_present_it(
 
 def test_a_killed_server_is_seen_at_once_and_a_restarted_one_is_reconnected(tiny_checkpoint):
     port = free_port()
-    # One CPU thread, as `vla eval` and the local policies below use: bit-exact needs equal counts.
-    process = start_server(tiny_checkpoint, port, "--device", "cpu", "--threads", "1")
+    process = start_server(tiny_checkpoint, port, "--device", "cpu")
     remote = RemotePolicy(f"ws://127.0.0.1:{port}", timeout_s=2)
     obs = _obs(remote.config.model.vision.image_size, 0)
     remote.predict_chunk(obs)
@@ -140,8 +139,7 @@ def test_a_killed_server_is_seen_at_once_and_a_restarted_one_is_reconnected(tiny
         remote.predict_chunk(obs)
     with pytest.raises(ConnectionError, match="cannot connect"):
         remote.reconnect()
-    # One CPU thread, as `vla eval` and the local policies below use: bit-exact needs equal counts.
-    process = start_server(tiny_checkpoint, port, "--device", "cpu", "--threads", "1")
+    process = start_server(tiny_checkpoint, port, "--device", "cpu")
     try:
         remote.reconnect()
         assert remote.predict_chunk(obs).actions.shape[1] == 7

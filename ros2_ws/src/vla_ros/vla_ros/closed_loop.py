@@ -27,6 +27,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32, String, UInt32
 from std_srvs.srv import Trigger
 
+from vla_policy.action_space import from_meta
 from vla_policy.eval.video import write_video
 from vla_ros.conversions import image_to_numpy
 from vla_ros.qos import LATCHED, RELIABLE, SENSOR
@@ -117,7 +118,7 @@ def task_parameters(task: str, checkpoint: str | Path) -> tuple[dict, dict]:
     from sim.metaworld_env import ARM_JOINTS, GRIPPER_OPENING_JOINT
 
     meta = json.loads((Path(checkpoint) / "meta.json").read_text())
-    collected, step_dt = meta["env_args"]["env_kwargs"], meta["action_space"]["dt"]
+    collected, step_dt = meta["env_args"]["env_kwargs"], from_meta(meta).dt
     sim = {"cameras": list(collected["cameras"]), "image_size": collected["image_size"]}
     policy = {"arm_joint_names": list(ARM_JOINTS), "gripper_joint_names": [GRIPPER_OPENING_JOINT]}
     # Commands at twice the sim's step rate: two unsynchronised loops at one rate make a sim step
@@ -136,19 +137,17 @@ def sim_demo_commands(
     sim: dict | None = None,
     policy: dict | None = None,
 ) -> dict[str, list[str]]:
-    """sim_demo.launch.py's nodes as commands; `sim`/`policy` add parameter overrides (over the
-    task's own, `task_parameters`)."""
-    task_sim, task_policy = task_parameters(task, checkpoint)
+    """sim_demo.launch.py's nodes as commands; `sim`/`policy` add parameter overrides."""
     commands = {
         "sim_node": node_command(
             "sim_node",
             CONFIG_DIR / "sim.yaml",
-            {"task": task, "seed": seed, "start_paused": True, **task_sim, **(sim or {})},
+            {"task": task, "seed": seed, "start_paused": True, **(sim or {})},
         ),
         "policy_node": node_command(
             "policy_node",
             CONFIG_DIR / "policy.yaml",
-            {"checkpoint": str(checkpoint), "device": device, **task_policy, **(policy or {})},
+            {"checkpoint": str(checkpoint), "device": device, **(policy or {})},
         ),
     }
     if record:
@@ -228,13 +227,14 @@ def run_closed_loop(
     `on_running(driver)` is called once the policy is active (benchmarks measure there)."""
     out = Path(out)
     domain_id = random.Random(os.getpid() ^ time.time_ns()).randrange(1, 200)
+    task_sim, task_policy = task_parameters(task, checkpoint)
+    sim, policy = {**task_sim, **(sim or {})}, {**task_policy, **(policy or {})}  # the caller's win
     commands = sim_demo_commands(checkpoint, task, device, seed, record, sim, policy)
     results, videos = [], []
     started = time.monotonic()
     with ros_processes(commands, domain_id, out / "logs") as procs:
         rclpy.init(domain_id=domain_id)
-        cameras = {**task_parameters(task, checkpoint)[0], **(sim or {})}.get("cameras", ["agentview"])
-        driver = Driver(cameras[0])  # the video's camera
+        driver = Driver(sim.get("cameras", ["agentview"])[0])  # the video's camera
         try:
 
             def alive() -> bool:

@@ -54,4 +54,5 @@ def test_tasks_lists_instructions(vla_cmd):
     out = _run(vla_cmd, "tasks", "--instructions", "heldout")
     assert out.returncode == 0
     assert "vla_stack/Tabletop-v0" in out.stdout
-    assert "nudge the red cube towards the left side" in out.stdout
+    assert "[heldout]" in out.stdout and "[train]" not in out.stdout
+    assert "verbs: hoist / elevate / snatch" in out.stdout and "templates x" in out.stdout

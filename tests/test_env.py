@@ -29,7 +29,7 @@ def test_observation_keys_shapes_dtypes(env):
     assert np.isclose(np.linalg.norm(obs["eef_quat"]), 1.0)
     assert obs["object_state"].shape == (7 * len(env.scene.object_names),)
     assert tuple(env.scene.object_names) == env.task.object_names  # what datasets index object_state by
-    assert isinstance(obs["instruction"], str) and obs["instruction"] in env.task.instructions("train")
+    assert isinstance(obs["instruction"], str) and env.task.parse(obs["instruction"]).instruction == obs["instruction"]
 
 
 def test_seeded_reset_is_deterministic(env):

@@ -235,3 +235,47 @@ def test_inference_slower_than_the_chunk_lasts_holds_in_the_gaps():
     for _ in range(10):
         policy.select_action(_obs())
     assert policy.sources == [-1, -1, -1, 0, -1, -1, 1, -1, -1, 2]
+
+
+def test_the_instruction_gate_holds_the_robot_on_what_it_does_not_understand(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from sim.env import EnvConfig, SimEnv
+    from vla_policy.eval.runner import run_episode
+    from vla_policy.train.gate import gate_from_examples
+
+    gated = tmp_path / "gated"
+    shutil.copytree(tiny_checkpoint, gated)
+    gate_from_examples(
+        ["lift the cube", "pick up the cube", "raise the cube"],
+        ["open the drawer", "make me a coffee", "hello"],
+        ("cube",),
+    ).save(gated)
+    policy = Policy.from_checkpoint(gated, device="cpu")
+    assert (
+        Policy.from_checkpoint(tiny_checkpoint, device="cpu").check_instruction("make me a coffee").accepted
+    )  # no gate
+    ok, coffee = policy.check_instruction("lift the cube please"), policy.check_instruction("make me a coffee now")
+    assert ok.accepted and ok.nearest.startswith(("lift", "raise", "pick")) and not ok.reason
+    assert not coffee.accepted and coffee.reason.startswith("instruction not understood") and "coffee" in coffee.reason
+    assert not policy.check_instruction("").accepted
+    assert "names none of the objects" in policy.check_instruction("lift it up").reason
+    with pytest.raises(ValueError, match="string"):
+        policy.check_instruction(3)
+    obs = {**_obs(), "instruction": "make me a coffee now"}
+    policy.reset()
+    held = [policy.select_action(obs) for _ in range(3)]
+    assert all(np.all(a[:-1] == 0) for a in held) and policy.refusal is coffee and not policy.scheduler.queue
+    moving = policy.select_action({**obs, "instruction": "lift the cube"})
+    assert policy.refusal is None and len(policy.scheduler.queue) == 1 and moving.shape == (7,)
+    config = EnvConfig(task="lift", image_size=32, cameras=tuple(policy.config.model.vision.cameras))
+    with SimEnv(config) as env:
+        env.reset(seed=1_000_000)
+        record = run_episode(env, policy, seed=1_000_000)
+    assert "refused" not in record  # the task's own instruction is understood
+    inverted = tmp_path / "inverted"  # a gate that understands only what the task does not ask
+    shutil.copytree(tiny_checkpoint, inverted)
+    gate_from_examples(["open the drawer"], ["lift the cube"], ("drawer",)).save(inverted)
+    with SimEnv(config) as env:
+        record = run_episode(env, Policy.from_checkpoint(inverted, device="cpu"), seed=1_000_000)
+    assert record["refused"].startswith("instruction not understood") and not record["success"]

@@ -210,3 +210,30 @@ def test_vla_eval_through_a_server_gives_the_local_outcomes(tiny_checkpoint, ser
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())["episodes"]
     keys = ("seed", "success", "steps", "smoothness")
     assert [{k: e[k] for k in keys} for e in reports["local"]] == [{k: e[k] for k in keys} for e in reports["remote"]]
+
+
+def test_the_servers_instruction_gate_holds_a_remote_client(tiny_checkpoint, tmp_path):
+    from vla_policy.train.gate import gate_from_examples
+
+    gated = tmp_path / "gated"
+    shutil.copytree(tiny_checkpoint, gated)
+    gate_from_examples(
+        ["lift the red cube", "pick up the red cube"], ["make me a coffee", "open the drawer"], ("cube",)
+    ).save(gated)
+    port = free_port()
+    process = start_server(gated, port, "--device", "cpu", "--threads", "1")
+    try:
+        remote = RemotePolicy(f"ws://127.0.0.1:{port}")
+        size = remote.config.model.vision.image_size
+        refused = remote.check_instruction("make me a coffee please")
+        assert not refused.accepted and refused.reason.startswith("instruction not understood")
+        assert remote.check_instruction("lift the red cube now").accepted
+        remote.reset()
+        held = remote.select_action({**_obs(size, 0), "instruction": "make me a coffee please"})
+        assert np.all(held[:-1] == 0) and remote.refusal == refused and not remote.scheduler.queue
+        remote.select_action(_obs(size, 0))
+        assert remote.refusal is None and remote.scheduler.queue
+        remote.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -2,6 +2,7 @@
 instructions, a robot slower than the data, outages; and what it sends when it stops.
 Each test runs the real node (as the launch files start it) over rclpy and Fast DDS."""
 
+import shutil
 import time
 
 import numpy as np
@@ -20,6 +21,8 @@ from vla_ros.closed_loop import CONFIG_DIR
 from vla_ros.hostile import INSTRUCTION_KINDS, SENSOR_KINDS, run
 from vla_ros.policy_node import PolicyNode
 from vla_ros.qos import RELIABLE, SENSOR
+
+from vla_policy.train.gate import gate_from_examples
 
 INSTRUCTION = "lift the cube"
 
@@ -292,3 +295,27 @@ def test_hostile_messages_of_every_kind_among_valid_data(tiny_checkpoint, tmp_pa
     ):
         assert int(rejected.get(f"rejected/{kind}", 0)) > 0, kind
     assert result["rss_mb"]["growth"] < 50  # the issue's bound; measured +2.5 MB without the big frames
+
+
+def test_an_instruction_the_gate_does_not_understand_holds_within_a_tick_and_says_why(tiny_checkpoint, tmp_path):
+    gated = tmp_path / "gated"
+    shutil.copytree(tiny_checkpoint, gated)
+    gate_from_examples(
+        [INSTRUCTION, "pick up the cube", "raise the cube", INSTRUCTION + " now"],
+        ["open the drawer", "make me a coffee", "hello there", "wipe the table"],
+        ("cube",),
+    ).save(gated)
+    with policy_node(gated, tmp_path) as (robot, proc):
+        _run(robot)
+        robot.instruction.publish(String(data="please make me a cup of coffee"))
+        sent = time.monotonic()
+        robot.spin_until(
+            lambda: "instruction not understood" in _message(robot), 5, "a not-understood diagnostic", publish_hz=20
+        )
+        robot.spin_for(0.3, publish_hz=20)
+        late = [a for t, a in robot.actions if t > sent + 0.1]  # one 20 Hz tick, and the message's way there
+        assert late and all(is_hold(a) for a in late), "moved on an instruction the gate refused"
+        assert "coffee" in _message(robot)
+        robot.instruction.publish(String(data=INSTRUCTION + " now"))
+        robot.spin_until(lambda: _moving(robot), 10, "motion after an instruction it understands", publish_hz=20)
+    assert (tmp_path / "policy_node.log").read_text().count("instruction not understood") == 1  # said once

@@ -24,14 +24,16 @@ def test_expert_succeeds(task):
             assert len(ep) < env.horizon
 
 
-def test_language_family_size_and_heldout_split():
+def test_language_family_lists_and_samples_both_splits():
     family = get_task("tabletop")
     train, heldout = family.instructions("train"), family.instructions("heldout")
-    assert len(set(train)) >= 20
+    assert len(set(train)) >= 60
     assert not set(train) & set(heldout)
-    skills = {family.parse(t).skill for t in train}
-    assert skills == {"pick", "stack", "push"}
+    assert {family.parse(t).skill for t in train} == {"pick", "stack", "push"}
     assert {family.parse(t).target for t in train} == {"red", "green", "blue", "yellow"}
+    rng = np.random.default_rng(0)
+    drawn = [family.sample_goal(rng, "heldout").instruction for _ in range(50)]
+    assert len(set(drawn)) > 40 and all(family.grammar.parse(t)[1] == "heldout" for t in drawn)
 
 
 def test_parse_normalizes_and_rejects_unknown():

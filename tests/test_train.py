@@ -447,3 +447,50 @@ def test_augmentation_shifts_only_as_far_as_shift_pad():
     assert bright_pixel_offsets(0) == {(0, 0)}  # jitter alone keeps every pixel in place
     moved = bright_pixel_offsets(2)
     assert len(moved) > 1 and all(abs(i) <= 2 and abs(j) <= 2 for i, j in moved)
+
+
+def test_rewording_gives_each_sample_a_fresh_training_wording_of_its_goal(demos, tmp_path):
+    from sim.tasks import get_task
+    from vla_policy.data.hdf5_dataset import open_dataset
+    from vla_policy.models.text import _tokenizer
+
+    config = load_config(
+        "tiny",
+        [
+            f"train.dataset={demos}",
+            f"train.out={tmp_path}",
+            "train.val_fraction=0",
+            "train.reword_templates=32",
+            "model.aux.target_position=1.0",
+            "model.vision.instructed_keypoints=2",
+        ],
+    )
+    trainer = Trainer(config)
+    with open_dataset(demos) as f:
+        goal = json.loads(f["data"]["demo_0"].attrs["goal"])
+        state, eef = f["data"]["demo_0"]["obs"]["object_state"][0], f["data"]["demo_0"]["obs"]["eef_pos"][0]
+    grammar, colours = get_task("pick").grammar, get_task("pick").object_names
+
+    def texts(ids, mask):
+        return [_tokenizer().decode(i[m].tolist()) for i, m in zip(ids, mask)]
+
+    torch.manual_seed(0)
+    first, second = (trainer.train_set.batch(torch.zeros(16, dtype=torch.long)) for _ in range(2))  # one goal
+    seen = texts(first["text_ids"], first["text_mask"]) + texts(second["text_ids"], second["text_mask"])
+    assert texts(first["text_ids"], first["text_mask"]) != texts(second["text_ids"], second["text_mask"])
+    assert len(set(seen)) >= 10
+    for text in seen:
+        parsed, split = grammar.parse(text)
+        assert (parsed.skill, parsed.target, split) == (goal["skill"], goal["target"], "train"), text
+    # the grounding rewording keeps the sample's template and names another cube, whose position it asks for
+    for text, asked, where in zip(
+        texts(first["text_ids"], first["text_mask"]),
+        texts(first["target_text_ids"], first["target_text_mask"]),
+        first["target_position"],
+    ):
+        named = grammar.parse(asked)[0].target
+        assert asked == grammar.render(text.replace(goal["target"], "{c}"), grammar.parse(asked)[0])
+        expected = (state.reshape(len(colours), 7)[colours.index(named), :3] - eef) * 10
+        assert torch.allclose(where, torch.from_numpy(expected).float(), atol=1e-5)
+    losses = trainer.model.compute_loss(prepare_batch(first, False, 0.0, trainer.device))
+    assert torch.isfinite(losses["target_position"])

@@ -7,18 +7,20 @@ time (an experiment knob for closed-loop evaluation, exact and reproducible): th
 observation at step n arrives at step n + delay, the robot meanwhile plays what was queued (or
 holds), and the next inference starts only when this one has arrived, as on a robot whose policy
 computer is busy. It needs `predict_chunk_and_future(obs, instruction, prefix, frozen, future)`,
-`dt`, `replan_every`, `chunk_length`, `action_space` and `scheduler` from the class it is mixed into.
+`check_instruction(text)`, `dt`, `replan_every`, `chunk_length`, `action_space` and `scheduler`
+from the class it is mixed into.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from vla_policy.types import ActionChunk
+from vla_policy.types import ActionChunk, InstructionCheck
 
 
 class ChunkPlayer:
     delay_steps = 0
+    refusal: InstructionCheck | None = None  # the instruction the gate refused, while it holds
 
     def reset_player(self) -> None:
         self.scheduler.reset()
@@ -45,7 +47,12 @@ class ChunkPlayer:
             self.in_flight = None
 
     def select_action(self, obs: dict) -> np.ndarray:
-        """One action for this control step from the queued chunks."""
+        """One action for this control step from the queued chunks; a hold while the observation's
+        instruction is one the policy's gate refuses (`refusal` says why)."""
+        check = self.check_instruction(obs.get("instruction", "") if isinstance(obs, dict) else "")
+        self.refusal = None if check.accepted else check
+        if not check.accepted:
+            return self.hold()
         now = self.step * self.dt
         self._arrive()
         if self.in_flight is None and (self.step >= self.next_inference or self.scheduler.horizon() <= now):
@@ -64,6 +71,17 @@ class ChunkPlayer:
         self.sources.append(-1 if self.scheduler.source is None else self.scheduler.source)
         self.step += 1
         return np.clip(action, -1.0, 1.0)
+
+    def hold(self) -> np.ndarray:
+        """No motion, the gripper as last commanded; forgets the queued chunks (whatever they
+        planned was for something the robot is no longer asked to do)."""
+        self.scheduler.reset()
+        self.in_flight, self.next_inference = None, self.step
+        action = np.zeros(self.action_space.size)
+        action[-1] = self._gripper
+        self.sources.append(-1)
+        self.step += 1
+        return action
 
 
 def delay_steps(delay_ms: float, dt: float) -> int:

@@ -60,11 +60,39 @@ def run_tasks(args) -> int:
     for name, task in TASKS.items():
         where = gym_id(name) if task.env_type == "robosuite" else f"metaworld, {task.group.replace('_', ' ')}"
         print(f"{name:28s} {where:28s} horizon {task.horizon:4d}  actions {task.action_dim}  {task.description}")
-        if args.instructions:
+        if args.instructions and hasattr(task, "grammar"):
+            _print_grammar(task.grammar, args.instructions)
+        elif args.instructions:
             for text in task.instructions(args.instructions):
                 print(f"    {text}")
     print("task groups: " + ", ".join(f"{g} ({len(t)} tasks)" for g, t in GROUPS.items()))
     return 0
+
+
+def _print_grammar(grammar, split: str) -> None:
+    """A grammar's parts and counts per split, and a few wordings of each skill."""
+    import numpy as np
+
+    from sim.tasks.language import SPLITS
+
+    rng = np.random.default_rng(0)
+    for name in ("train", "heldout") if split == "all" else (split,):
+        vocab = SPLITS[name]
+        print(f"    [{name}]")
+        for skill in grammar.skills:
+            goals = grammar.goals(skill)
+            count = grammar.count(skill, name)
+            print(f"      {skill}: {count} templates x {len(goals)} goals = {count * len(goals)} wordings")
+            print(f"        verbs: {' / '.join(vocab.verbs[skill])}")
+            print(f"        frames: {' | '.join(vocab.frames[skill])}")
+            print(f"        e.g. {grammar.wording(goals[0], name, rng)!r}, {grammar.wording(goals[-1], name, rng)!r}")
+        print(f"      nouns: {' / '.join(vocab.nouns)}")
+        if "stack" in grammar.skills:
+            print(f"      relations (stack): {' / '.join(vocab.relations)}")
+        if "push" in grammar.skills:
+            print(f"      directions (push): {' / '.join(vocab.directions)}")
+        print(f"      prefixes: {' / '.join(p.strip() for p in vocab.prefixes)}")
+        print(f"      suffixes: {' / '.join(s.strip() for s in vocab.suffixes)}")
 
 
 # ----------------------------------------------------------------- collect
@@ -500,6 +528,49 @@ def run_grounding(args) -> int:
     from vla_policy.eval.grounding import grounding_probe
 
     emit(grounding_probe(args.checkpoint, args.task, args.scenes, args.seed))
+    return 0
+
+
+# -------------------------------------------------------------------- gate
+def _gate_args(p):
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument(
+        "--build", action="store_true", help="(re)build the gate from the task's grammar into the checkpoint"
+    )
+    p.add_argument(
+        "--out-of-scope", default="tests/data/out_of_scope.json", help="a JSON list of commands the policy must refuse"
+    )
+    p.add_argument("--wordings", type=int, default=2000, help="fresh wordings per split to count wrong refusals on")
+    p.add_argument("--seed", type=int, default=1, help="seed of those wordings (the gate is built with seed 0)")
+
+
+@command("gate", "the instruction gate: build it into a checkpoint, and measure what it holds", _gate_args)
+def run_gate(args) -> int:
+    from sim.tasks import get_task
+    from vla_policy.gate import load_gate
+    from vla_policy.models.text import MiniLM
+    from vla_policy.train.checkpoint import read_checkpoint_meta
+    from vla_policy.train.gate import build_gate, measure_gate
+
+    _, _, meta = read_checkpoint_meta(args.checkpoint)
+    task = get_task(meta["env_args"]["env_kwargs"]["task"])
+    if not hasattr(task, "grammar"):
+        raise ValueError(f"the checkpoint's task {task.name!r} has no instruction grammar to build a gate from")
+    backbone = MiniLM()
+    if args.build:
+        build_gate(task.grammar, task.object_names, backbone).save(args.checkpoint)
+    gate = load_gate(args.checkpoint)
+    if gate is None:
+        raise ValueError(f"{args.checkpoint} has no instruction gate; --build makes one")
+    with open(args.out_of_scope) as f:
+        commands = json.load(f)
+    emit(
+        {
+            "checkpoint": args.checkpoint,
+            "gate": gate.report,
+            **measure_gate(gate, backbone, task.grammar, commands, args.wordings, args.seed),
+        }
+    )
     return 0
 
 

@@ -112,6 +112,13 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     init_from: str = ""  # a checkpoint directory whose weights start this run (fine-tuning; new heads keep their init)
+    # Rewording at training time (tasks with an instruction grammar, sim/tasks/language.py): > 0
+    # draws this many training templates per skill once (seeded), and every sample takes its
+    # demo's goal in a random one of them; 0 trains on the recorded instructions.
+    reword_templates: int = 0
+    # Build the instruction gate (vla_policy/gate.py) from the task's grammar and ship it in every
+    # checkpoint: instructions it refuses hold the robot.
+    instruction_gate: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,12 @@ from vla_policy.chunk_player import ChunkPlayer, delay_steps
 from vla_policy.config import Config
 from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
+from vla_policy.gate import InstructionGate, load_gate, sentence_embedding
 from vla_policy.models.heads.flow import Guide
 from vla_policy.models.text import tokenize
 from vla_policy.proprio import proprio_from_obs
 from vla_policy.scheduler import ActionScheduler, rtc_weights
-from vla_policy.types import ActionChunk
+from vla_policy.types import ActionChunk, InstructionCheck
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -60,6 +61,7 @@ class Policy(ChunkPlayer):
         join: str = "ensemble",
         delay_ms: float = 0.0,
         rtc_max_guidance: float = 5.0,
+        gate: InstructionGate | None = None,
     ):
         """`replan_every`: control steps between new chunks (default: the model config's; at most
         the chunk length, since a chunk cannot be played past its end).
@@ -70,7 +72,8 @@ class Policy(ChunkPlayer):
         is faster, as openpi's `num_steps`).
         `action_space`: what the actions mean physically (default: the Panda OSC space at `dt`).
         `join`: ensemble | switch | rtc (scheduler.py). `delay_ms`: simulated inference latency
-        (chunk_player.py). `rtc_max_guidance`: RTC's guidance clip beta (the paper's 5)."""
+        (chunk_player.py). `rtc_max_guidance`: RTC's guidance clip beta (the paper's 5).
+        `gate`: the checkpoint's instruction gate (vla_policy/gate.py); None accepts everything."""
         if flow_steps is not None:
             if config.model.head != "flow" or flow_steps < 1:
                 raise ValueError(
@@ -91,6 +94,8 @@ class Policy(ChunkPlayer):
         self.generator = torch.Generator(device=self.device)
         self.seed = seed
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.gate = gate
+        self._checks: dict[str, InstructionCheck] = {}
         self.reset()
 
     @classmethod
@@ -98,12 +103,40 @@ class Policy(ChunkPlayer):
         from vla_policy.train.checkpoint import load_checkpoint
 
         model, config, stats, meta = load_checkpoint(path)
+        kwargs.setdefault("gate", load_gate(path))
         return cls(model, config, stats, dt=meta.get("dt", 0.05), device=device, action_space=from_meta(meta), **kwargs)
 
     def reset(self) -> None:
         """Forget queued chunks (call at every episode start)."""
         self.generator.manual_seed(self.seed)
         self.reset_player()
+
+    # ----------------------------------------------------------- instructions
+    def check_instruction(self, instruction: str) -> InstructionCheck:
+        """Whether this policy understands `instruction` (its gate's decision; accepted when the
+        checkpoint has no gate). An instruction it refuses must not move the robot:
+        `select_action` holds on it (ChunkPlayer), and policy_node too."""
+        if not isinstance(instruction, str):
+            raise ValueError(f"instruction must be a string, got {type(instruction).__name__}")
+        if self.gate is None:
+            return InstructionCheck(True, 1.0, "", "")
+        if instruction not in self._checks:
+            if len(self._checks) > 1000:
+                self._checks.clear()
+            ids, mask = tokenize([instruction], 32)
+            with torch.no_grad():
+                embedding = sentence_embedding(self._minilm(), ids.to(self.device), mask.to(self.device))
+            self._checks[instruction] = self.gate.decide([instruction], embedding.cpu())[0]
+        return self._checks[instruction]
+
+    def _minilm(self):
+        """The frozen MiniLM the gate reads with: the model's own text encoder where it is one."""
+        backbone = getattr(self.model.text, "backbone", None)
+        if backbone is None:
+            from vla_policy.models.text import MiniLM
+
+            self.model.text.backbone = backbone = MiniLM().to(self.device)
+        return backbone
 
     # ----------------------------------------------------------------- inputs
     def _text(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:

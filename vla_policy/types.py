@@ -39,3 +39,13 @@ class ActionChunk:
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
+
+
+@dataclass(frozen=True)
+class InstructionCheck:
+    """An instruction gate's decision on one instruction (vla_policy/gate.py)."""
+
+    accepted: bool
+    similarity: float  # cosine similarity to the nearest training wording (1.0: no gate)
+    nearest: str  # that wording ("" without a gate)
+    reason: str  # "" when accepted, else "instruction not understood: ..."

@@ -3,69 +3,35 @@
 Skills: `pick` (lift the named cube), `stack` (put one named cube on another),
 `push` (push the named cube to the robot's left or right). `tabletop` mixes all
 three. The same scene under a different instruction needs different behaviour,
-so a policy that ignores language fails. Held-out paraphrases use templates that
-never appear in training data, for evaluation only.
+so a policy that ignores language fails. Instructions come from a grammar (language.py) with
+a training split and a held-out split whose words and word orders never occur in training.
 """
 
 from __future__ import annotations
-
-from itertools import permutations
 
 import numpy as np
 
 from sim.tasks.base import Goal, Task, register_task
 from sim.tasks.experts import GraspExpert, PushExpert
-from sim.tasks.instructions import normalize
+from sim.tasks.language import Grammar
 from sim.tasks.objects import CUBE_COLORS, CUBE_HALF
 
 COLORS = tuple(CUBE_COLORS)
-DIRECTIONS = ("left", "right")
-TEMPLATES = {
-    "pick": {
-        "train": ["pick up the {c} cube", "lift the {c} block"],
-        "heldout": ["grab the {c} cube and raise it"],
-    },
-    "stack": {
-        "train": ["put the {c} cube on the {o} cube", "stack the {c} block on top of the {o} block"],
-        "heldout": ["place the {c} block onto the {o} one"],
-    },
-    "push": {
-        "train": ["push the {c} cube to the {d}", "slide the {c} block to the {d}"],
-        "heldout": ["nudge the {c} cube towards the {d} side"],
-    },
-}
 PICK_HEIGHT = 0.05  # cube centre this far above its resting height
 PUSH_ZONE_Y = 0.15  # |y| beyond which a pushed cube counts (cubes start within |y| <= 0.10)
 STACK_XY_TOLERANCE = 0.025
-
-
-def _goals(skill: str, split: str) -> list[Goal]:
-    goals = []
-    for template in TEMPLATES[skill][split]:
-        if skill == "stack":
-            for c, o in permutations(COLORS, 2):
-                goals.append(Goal("stack", template.format(c=c, o=o), target=c, place_on=o))
-        elif skill == "push":
-            for c in COLORS:
-                for d in DIRECTIONS:
-                    goals.append(Goal("push", template.format(c=c, d=d), target=c, direction=d))
-        else:
-            goals += [Goal(skill, template.format(c=c), target=c) for c in COLORS]
-    return goals
+LISTED_PER_GOAL = 3  # instructions(split) lists this many seeded wordings of every goal
 
 
 class ColorCubesTask(Task):
-    """Base of the family; `skills` says which skills a registered task samples from."""
+    """Base of the family; `skills` says which skills a registered task samples from. Its
+    instructions come from the grammar in sim/tasks/language.py."""
 
     skills: tuple[str, ...] = ()
     object_names = COLORS
 
     def __init__(self):
-        self._by_split = {
-            split: [g for skill in self.skills for g in _goals(skill, split)] for split in ("train", "heldout")
-        }
-        self._by_split["all"] = self._by_split["train"] + self._by_split["heldout"]
-        self._by_text = {g.instruction: g for g in self._by_split["all"]}
+        self.grammar = Grammar(COLORS, self.skills)
 
     def make_scene(self, control_freq: int = 20, seed: int = 0):
         from sim.tasks.scene import ColorCubesScene, scene_kwargs
@@ -73,19 +39,37 @@ class ColorCubesTask(Task):
         return ColorCubesScene(**scene_kwargs(control_freq, seed))
 
     def instructions(self, split: str = "train") -> list[str]:
+        """A fixed sample of the split's wordings, LISTED_PER_GOAL per goal (the grammar has
+        thousands; `vla tasks --instructions` gives its parts and counts)."""
         self.check_split(split)
-        return [g.instruction for g in self._by_split[split]]
+        splits = ("train", "heldout") if split == "all" else (split,)
+        rng = np.random.default_rng(0)
+        return [
+            self.grammar.wording(goal, s, rng)
+            for s in splits
+            for goal in self.grammar.goals()
+            for _ in range(LISTED_PER_GOAL)
+        ]
+
+    def sample_goal(self, rng: np.random.Generator, split: str = "train") -> Goal:
+        """A goal drawn uniformly, then a fresh wording of it from `split` ("all": either split)."""
+        self.check_split(split)
+        goals = self.grammar.goals()
+        goal = goals[int(rng.integers(len(goals)))]
+        if split == "all":
+            split = ("train", "heldout")[int(rng.integers(2))]
+        return self.parse(self.grammar.wording(goal, split, rng))
 
     def parse(self, instruction: str) -> Goal:
-        text = normalize(instruction)
-        if text not in self._by_text:
-            examples = "; ".join(self.instructions("train")[:: max(1, len(self._by_text) // 6)])
+        parsed = self.grammar.parse(instruction)
+        if parsed is None:
+            examples = "; ".join(self.instructions("train")[:: 3 * LISTED_PER_GOAL][:6])
             raise ValueError(
                 f"task {self.name!r} does not know the instruction {instruction!r}. "
-                f"It knows {len(self._by_text)} instructions, e.g.: {examples} "
-                f"(`vla tasks --instructions` lists them all)"
+                f"Its grammar words each goal many ways, e.g.: {examples} "
+                f"(`vla tasks --instructions` lists the grammar's parts)"
             )
-        return self._by_text[text]
+        return parsed[0]
 
     def is_success(self, env, goal: Goal) -> bool:
         pos = env.object_position(goal.target)

@@ -5,6 +5,7 @@ fingerprint and normalisation statistics."""
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Demo:
     naming_mask: torch.Tensor | None = None
     naming_valid: torch.Tensor | None = None
     naming_objects: torch.Tensor | None = None
+    goal: dict | None = None  # the parsed goal the demo was collected for (its `goal` attribute)
 
 
 def object_positions(object_state: np.ndarray, eef_pos: np.ndarray, objects: int) -> np.ndarray:
@@ -143,6 +145,7 @@ def _load_file(path: str, config: ModelConfig, indices: list[int] | None) -> tup
                 ids[0],
                 mask[0],
                 text,
+                goal=json.loads(group.attrs["goal"]) if "goal" in group.attrs else None,
             )
             if config.aux.object_position or config.aux.target_position:
                 if "object_state" not in obs:

@@ -65,3 +65,72 @@ def rewordings(
             named = index | {role: k}
             objects.append((named["target"], named.get("place_on", -1) if with_place else -1))
     return texts, objects
+
+
+class WordingPool:
+    """Training wordings of every goal of a task's grammar, for rewording at training time: `size`
+    templates per skill drawn once (seeded) from the grammar's training split, each rendered for
+    every goal of its skill. A training sample then takes its demo's goal in a random one of those
+    templates, so the model never sees one fixed string per goal; a grounding rewording (the same
+    template naming another object) is the pool's wording of that other goal.
+
+    ids (G, size, L) long and mask (G, size, L) bool: the tokenised wordings, G goals in the
+    grammar's order."""
+
+    def __init__(self, task_name: str, size: int, max_tokens: int, seed: int = 0):
+        import numpy as np
+
+        from sim.tasks import get_task
+        from vla_policy.models.text import tokenize
+
+        task = get_task(task_name)
+        grammar = getattr(task, "grammar", None)
+        if grammar is None:
+            raise DatasetError(
+                f"train.reword_templates needs a task with an instruction grammar (the tabletop family); "
+                f"{task_name!r} has none"
+            )
+        self.names = tuple(task.object_names)
+        self.goals = grammar.goals()
+        self._index = {self._key(g.to_dict()): i for i, g in enumerate(self.goals)}
+        rng = np.random.default_rng(seed)
+        templates = {s: [grammar.sample_template(s, "train", rng) for _ in range(size)] for s in grammar.skills}
+        self.texts = [[grammar.render(t, goal) for t in templates[goal.skill]] for goal in self.goals]  # G x size
+        ids, mask = tokenize([t for row in self.texts for t in row], max_tokens)
+        self.ids = ids.view(len(self.goals), size, -1)
+        self.mask = mask.view(len(self.goals), size, -1)
+
+    @staticmethod
+    def _key(goal: dict) -> tuple:
+        return tuple(goal.get(k) for k in ("skill", "target", "place_on", "direction"))
+
+    def goal_index(self, goal: dict) -> int:
+        """A demo's goal (its `goal` attribute) -> its row in ids."""
+        key = self._key(goal)
+        if key not in self._index:
+            raise DatasetError(f"goal {goal} is none of the grammar's goals")
+        return self._index[key]
+
+    def naming(self, with_place: bool) -> tuple:
+        """For every goal, the goals that name each object in each role in its stead (the grounding
+        rewordings, as `rewordings` makes them from a recorded instruction): (G, R*K) goal rows (-1
+        where no such goal exists: a cube on itself, or a role the goal lacks) and (G, R*K, 2) the
+        object then named as (target, place) (-1: no place)."""
+        import torch
+
+        rows, objects = [], []
+        for goal in self.goals:
+            row, named = [], []
+            roles = {"target": goal.target} | ({"place_on": goal.place_on} if goal.place_on else {})
+            for role in ROLES[: 2 if with_place else 1]:
+                for k, name in enumerate(self.names):
+                    swapped = goal.to_dict() | {role: name}
+                    key = self._key(swapped)
+                    row.append(self._index.get(key, -1) if role in roles else -1)
+                    place = swapped.get("place_on")
+                    named.append(
+                        (self.names.index(swapped["target"]), self.names.index(place) if with_place and place else -1)
+                    )
+            rows.append(row)
+            objects.append(named)
+        return torch.tensor(rows), torch.tensor(objects)

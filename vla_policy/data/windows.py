@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from vla_policy.data.demos import Demo
 from vla_policy.data.normalize import NormStats
+from vla_policy.data.rewording import WordingPool
 
 
 class DemoWindows(Dataset):
@@ -19,7 +20,17 @@ class DemoWindows(Dataset):
     GPU is fed at its own pace.
     """
 
-    def __init__(self, demos: list[Demo], stats: NormStats, chunk: int, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        demos: list[Demo],
+        stats: NormStats,
+        chunk: int,
+        device: torch.device | str = "cpu",
+        wordings: WordingPool | None = None,
+    ):
+        """`wordings`: reword at training time; every sample takes its demo's goal in a random
+        template of the pool (its grounding rewordings in the same template) instead of the
+        recorded instruction."""
         self.stats, self.chunk, self.device = stats, chunk, torch.device(device)
         lengths = torch.tensor([len(d.actions) for d in demos])
         self.images = torch.cat([d.images for d in demos]).to(self.device)  # (N, C, 3, S, S) uint8
@@ -43,6 +54,20 @@ class DemoWindows(Dataset):
             if demos and all(d.naming_ids is not None for d in demos) and self.object_position is not None
             else None
         )
+
+        self.wordings = None
+        if wordings is not None:
+            if any(d.goal is None for d in demos):
+                raise ValueError("rewording needs every demo's goal (the dataset's `goal` attributes)")
+            two_roles = self.naming is not None and self.naming[3].shape[1] == 2 * len(wordings.names)
+            rows, named = wordings.naming(with_place=two_roles)
+            self.wordings = (  # (G, W, L) ids, (G, W, L) mask, (D,) each demo's goal row, (G, R*K) rows, (G, R*K, 2)
+                wordings.ids.to(self.device),
+                wordings.mask.to(self.device),
+                torch.tensor([wordings.goal_index(d.goal) for d in demos], device=self.device),
+                rows.to(self.device),
+                named.to(self.device),
+            )
 
     def _concat(self, per_demo: list) -> torch.Tensor | None:
         """Per-demo (T, k) arrays -> one (N, k) tensor on the device; None unless every demo has one."""
@@ -76,6 +101,8 @@ class DemoWindows(Dataset):
         }
         if self.object_position is not None:
             batch["object_position"] = self.object_position[t]
+        if self.wordings is not None:
+            return self._reworded(batch, t, demo)
         if self.naming is not None:  # one rewording per sample, drawn from those that exist
             ids, mask, valid, objects = self.naming
             k = torch.multinomial(valid[demo].float(), 1)[:, 0]  # (B,)
@@ -86,5 +113,25 @@ class DemoWindows(Dataset):
             batch["target_position"] = positions[rows, named[:, 0]]
             if objects.shape[1] == 2 * positions.shape[1]:  # two roles (aux.place_position): where the named place is
                 batch["place_position"] = positions[rows, named[:, 1].clamp(min=0)]
+                batch["place_valid"] = named[:, 1] >= 0
+        return batch
+
+    def _reworded(self, batch: dict, t: torch.Tensor, demo: torch.Tensor) -> dict:
+        """The batch with a fresh training wording of each sample's goal, and its grounding
+        rewording (another object named in one role) in the same template."""
+        ids, mask, demo_goal, rows, named_objects = self.wordings
+        goal = demo_goal[demo]  # (B,)
+        template = torch.randint(ids.shape[1], (len(t),), device=self.device)  # (B,)
+        batch["text_ids"], batch["text_mask"] = ids[goal, template], mask[goal, template]
+        if self.naming is not None:
+            q = torch.multinomial((rows[goal] >= 0).float(), 1)[:, 0]  # (B,) which (role, object) to name
+            other = rows[goal, q]  # (B,) the goal that names it
+            named = named_objects[goal, q]  # (B, 2) the target, the place (-1: none)
+            positions = self.object_position[t].view(len(t), -1, 3)  # (B, K, 3)
+            rows_b = torch.arange(len(t), device=self.device)
+            batch["target_text_ids"], batch["target_text_mask"] = ids[other, template], mask[other, template]
+            batch["target_position"] = positions[rows_b, named[:, 0]]
+            if named_objects.shape[1] == 2 * positions.shape[1]:
+                batch["place_position"] = positions[rows_b, named[:, 1].clamp(min=0)]
                 batch["place_valid"] = named[:, 1] >= 0
         return batch

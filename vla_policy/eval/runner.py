@@ -131,6 +131,9 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
             acted_on_named=acted == goal.get("target"),
             clipped_actions=ep.clipped_actions,
         )
+        refusal = getattr(policy, "refusal", None)  # the policy's gate held the robot on this instruction
+        if refusal is not None:
+            record["refused"] = refusal.reason
         sources = getattr(policy, "sources", None)  # a chunking policy says where each action came from
         if sources is not None and len(sources) == len(ep):
             boundary, within = smoothness.action_steps(ep.actions, sources)
@@ -310,6 +313,7 @@ def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed
         "per_instruction": _group_rates(records, "instruction"),
         "named_object": rate_summary(sum(named), len(named)),
         "smoothness": smoothness.pooled([r["smoothness"] for r in records if r.get("smoothness")]),
+        "refused": sum(bool(r.get("refused")) for r in records),  # held by the instruction gate
         "errors": sum(r["error"] is not None for r in records),
         "workers": workers,
         "seconds": round(elapsed, 2),

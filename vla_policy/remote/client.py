@@ -25,7 +25,7 @@ from vla_policy.chunk_player import ChunkPlayer, delay_steps
 from vla_policy.proprio import proprio_sources
 from vla_policy.remote.protocol import PROTOCOL_VERSION, encode_images, pack, unpack
 from vla_policy.scheduler import ActionScheduler
-from vla_policy.types import ActionChunk
+from vla_policy.types import ActionChunk, InstructionCheck
 
 
 class RemotePolicy(ChunkPlayer):
@@ -52,6 +52,7 @@ class RemotePolicy(ChunkPlayer):
         self._ws = None
         self._lock = threading.Lock()  # one request at a time on the connection
         self.last_error: str | None = None
+        self._checks: dict[str, InstructionCheck] = {}  # the server gate's decisions, per instruction
         self.reconnect()
         self.scheduler = ActionScheduler(ensemble_decay, join=join)
         self.replan_every = min(replan_every or self.config.model.replan_every, self.chunk_length)
@@ -172,6 +173,15 @@ class RemotePolicy(ChunkPlayer):
         self.server_ms = float(reply["server_ms"])
         chunk = ActionChunk(np.array(reply["actions"]), reply["dt"], reply["action_space"], start_step=self.step)
         return chunk, reply["future"]
+
+    def check_instruction(self, instruction: str) -> InstructionCheck:
+        """The server's instruction gate on `instruction` (as Policy.check_instruction)."""
+        if instruction not in self._checks:
+            reply = self._call({"type": "check", "instruction": instruction})
+            self._checks[instruction] = InstructionCheck(
+                bool(reply["accepted"]), float(reply["similarity"]), str(reply["nearest"]), str(reply["reason"])
+            )
+        return self._checks[instruction]
 
     def surprise(self, predicted_future: np.ndarray, obs: dict) -> float:
         reply = self._call({"type": "surprise", "future": predicted_future, "obs": self._observation(obs)})

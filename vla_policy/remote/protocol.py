@@ -7,8 +7,10 @@ Every message is a map with a "type":
 
     client -> server: {"type": "infer", "obs", "instruction", "prefix", "frozen", "future"}
                       {"type": "surprise", "future", "obs"}   {"type": "reset"}
+                      {"type": "check", "instruction"}  (the checkpoint's instruction gate)
     server -> client: {"type": "metadata", ...} once on connect; {"type": "chunk", "actions",
                       "dt", "action_space", "future", "server_ms"}; {"type": "surprise", "value"};
+                      {"type": "check", "accepted", "similarity", "nearest", "reason"};
                       {"type": "error", "error"} for a request it refuses (the connection stays).
 """
 

@@ -16,6 +16,7 @@ connection with 1009 (message too big), counted. GET /healthz answers the counte
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -77,7 +78,9 @@ class PolicyServer:
         from vla_policy.policy import Policy
 
         t = self.template
-        return Policy(t.model, t.config, t.stats, dt=t.dt, device=str(t.device), action_space=t.action_space)
+        return Policy(
+            t.model, t.config, t.stats, dt=t.dt, device=str(t.device), action_space=t.action_space, gate=t.gate
+        )
 
     # ------------------------------------------------------------ requests
     def _handle(self, policy, request: dict) -> dict:
@@ -109,7 +112,11 @@ class PolicyServer:
         if kind == "reset":
             policy.reset()
             return {"type": "reset"}
-        raise ProtocolError(f"unknown message type {kind!r}; expected infer, surprise or reset")
+        if kind == "check":
+            if not isinstance(request.get("instruction"), str):
+                raise ProtocolError("check needs 'instruction' (a string)")
+            return {"type": "check", **dataclasses.asdict(policy.check_instruction(request["instruction"]))}
+        raise ProtocolError(f"unknown message type {kind!r}; expected infer, surprise, reset or check")
 
     async def _connection(self, ws) -> None:
         self.counts["connections"] += 1

@@ -68,6 +68,7 @@ def save_checkpoint(
     stats: NormStats,
     meta: dict,
     rng: dict,
+    gate=None,
 ) -> Path:
     """Write a complete checkpoint atomically: to `<dir>.tmp`, fsynced, then renamed into place;
     at every moment either `<dir>` or `<dir>.old` is a complete checkpoint (complete_checkpoint)."""
@@ -92,6 +93,8 @@ def save_checkpoint(
             }
         )
     )
+    if gate is not None:  # the instruction gate (vla_policy/gate.py) travels with the weights
+        gate.save(tmp)
     _fsync_tree(tmp)  # the files are on disk before any rename makes them the checkpoint
     old = directory.with_name(directory.name + ".old")
     if directory.exists():

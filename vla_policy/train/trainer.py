@@ -26,7 +26,9 @@ from tqdm import tqdm
 from vla_policy.action_space import for_env
 from vla_policy.config import Config, save_yaml, to_dict
 from vla_policy.data.demos import compute_stats, fingerprint, load_demos
+from vla_policy.data.rewording import WordingPool
 from vla_policy.data.windows import DemoWindows
+from vla_policy.gate import load_gate
 from vla_policy.models.build import build_model
 from vla_policy.train.augment import prepare_batch
 from vla_policy.train.checkpoint import (
@@ -92,9 +94,18 @@ class Trainer:
         self.stats = (
             read_checkpoint_meta(t.init_from)[1] if t.init_from else compute_stats([demos[i] for i in train_ids])
         )
-        self.train_set = DemoWindows([demos[i] for i in train_ids], self.stats, config.model.chunk, self.device)
+        wordings = (
+            WordingPool(self.env_args["env_kwargs"]["task"], t.reword_templates, config.model.text.max_tokens, t.seed)
+            if t.reword_templates
+            else None
+        )
+        self.train_set = DemoWindows(
+            [demos[i] for i in train_ids], self.stats, config.model.chunk, self.device, wordings
+        )
         self.val_set = (
-            DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk, self.device) if val_ids else None
+            DemoWindows([demos[i] for i in val_ids], self.stats, config.model.chunk, self.device, wordings)
+            if val_ids
+            else None
         )
         del demos
         self.fingerprint = fingerprint(t.dataset)
@@ -118,9 +129,26 @@ class Trainer:
         if self.dist.rank:  # each other rank its own noise and augmentation; rank 0 goes on as one process would
             torch.manual_seed(t.seed + self.dist.rank)
             random.seed(t.seed + self.dist.rank)
+        self.gate = None
         if resume:
             self._resume()
+        if t.instruction_gate and self.gate is None:
+            self.gate = self._build_gate()
         self.ddp = self.dist.wrap(self.model)
+
+    def _build_gate(self):
+        """The instruction gate over this task's grammar (vla_policy/gate.py); built once, saved with
+        every checkpoint, taken back on resume."""
+        from sim.tasks import get_task
+        from vla_policy.train.gate import build_gate
+
+        task = get_task(self.env_args["env_kwargs"]["task"])
+        if not hasattr(task, "grammar"):
+            raise ValueError(f"train.instruction_gate needs a task with an instruction grammar; {task.name!r} has none")
+        backbone = getattr(self.model.text, "backbone", None)
+        gate = build_gate(task.grammar, task.object_names, backbone, seed=self.config.train.seed)
+        print(f"instruction gate: {gate.report}")
+        return gate
 
     # ---------------------------------------------------------------- resume
     def _resume(self) -> None:
@@ -138,6 +166,7 @@ class Trainer:
         self.ema.n_averaged.fill_(meta["ema_n_averaged"])
         self.step, self.epoch, self.offset, self.best = meta["step"], meta["epoch"], meta["offset"], meta["best"]
         self.train_seconds = meta.get("train_seconds", 0.0)
+        self.gate = load_gate(path)
         own = "" if self.dist.main else f"rank{self.dist.rank}."
         if f"{own}torch" not in rng:  # saved by a job of fewer ranks: this one starts a fresh stream
             print(f"rank {self.dist.rank}: {path} has no RNG state for it; seeding from (seed, rank, step)")
@@ -298,6 +327,7 @@ class Trainer:
             stats=self.stats,
             meta=meta,
             rng=rng,
+            gate=self.gate,
         )
 
 

@@ -75,7 +75,15 @@ class InputCallbacks:
             self.instruction_error = None
         except conv.InvalidMessage as error:  # a refused instruction replaces the last one: hold
             self._reject("vla/instruction", error)
-            text, self.instruction_error = None, conv.brief(str(error), 120)
+            text, self.instruction_error = None, f"instruction refused: {conv.brief(str(error), 120)}"
+        check = getattr(self.policy, "check_instruction", None)  # the checkpoint's instruction gate
+        if text is not None and check is not None:
+            verdict = check(text)
+            if not verdict.accepted:  # understood as nothing this policy can do: hold, and say why
+                self.instruction_error = conv.brief(verdict.reason, 240)
+                if text != self.not_understood:  # sources repeat their instruction: say it once
+                    self.get_logger().warning(self.instruction_error)
+                self.not_understood, text = text, None
         if self.inputs.set_instruction(text):
             self._void_plan()  # chunks for the old instruction must not be played
             if text is not None:

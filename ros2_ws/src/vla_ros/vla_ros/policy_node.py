@@ -69,6 +69,7 @@ class PolicyNode(InputCallbacks, InferenceLoop, LifecycleNode):
         self.rejected: dict[str, int] = {}
         self._last_reject_log: dict[str, float] = {}  # kind -> monotonic time of its last warning
         self.instruction_error: str | None = None  # why the last instruction was refused
+        self.not_understood: str | None = None  # the last instruction the gate refused
         self.rate_problem: str | None = None  # inputs slower than the checkpoint's rate (1 Hz check)
         self.plan_epoch = 0  # bumped by every hold and every new goal: older plans are void
         self.held_at = float("-inf")  # node clock of the last hold: chunks from older frames are void
@@ -316,7 +317,7 @@ class PolicyNode(InputCallbacks, InferenceLoop, LifecycleNode):
         if self.model_error:
             return f"model failed: {self.model_error}"
         if self.instruction_error:
-            return f"instruction refused: {self.instruction_error}"
+            return self.instruction_error
         if not self.inputs.instruction:
             return "no instruction on vla/instruction"
         stale = {s: age for s, age in self.inputs.staleness(now).items() if age * 1e3 > self.cfg.max_staleness_ms}

@@ -1,0 +1,112 @@
+"""The instruction gate: does an instruction ask for something this policy was trained to do?
+
+Nearest neighbours in the frozen MiniLM's sentence space (all-MiniLM-L6-v2 was trained so that
+paraphrases land close together). The gate keeps the embeddings of training wordings (in scope)
+and of generated commands the policy cannot carry out (out of scope; vla_policy/train/gate.py).
+An instruction is accepted when it is closer to some training wording than to every out-of-scope
+example, and it names one of the scene's objects. A refusal says which neighbour it resembled.
+
+Chosen by measurement over a classifier trained on the same examples (docs/RESULTS.md): the
+classifier learned "an unfamiliar word means out of scope" and refused most held-out wordings,
+whose verbs and nouns never occur in training; nearest neighbours carry MiniLM's own semantics.
+
+An instruction it refuses must not move the robot: `Policy.check_instruction` gives the decision
+and policy_node holds on it. It ships in a checkpoint as `instruction_gate.safetensors` +
+`instruction_gate.json`; a checkpoint without one accepts every instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from vla_policy.types import InstructionCheck
+
+GATE_WEIGHTS, GATE_META = "instruction_gate.safetensors", "instruction_gate.json"
+
+
+def sentence_embedding(backbone, ids: Tensor, mask: Tensor) -> Tensor:
+    """(B, L) ids, (B, L) mask -> (B, 384) MiniLM's mean-pooled, L2-normalised sentence embedding
+    (what sentence-transformers' all-MiniLM-L6-v2 returns)."""
+    tokens = backbone(ids, mask)  # (B, L, 384)
+    weights = mask[..., None].float()
+    return F.normalize((tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0), dim=-1)
+
+
+class InstructionGate:
+    """in_scope (N, 384) and out_scope (M, 384) unit embeddings with their texts; `objects`: the
+    names of the scene's objects, one of which an instruction must name."""
+
+    def __init__(
+        self,
+        in_scope: Tensor,
+        in_texts: list[str],
+        out_scope: Tensor,
+        out_texts: list[str],
+        objects: tuple[str, ...],
+        report: dict | None = None,
+    ):
+        if len(in_scope) != len(in_texts) or len(out_scope) != len(out_texts):
+            raise ValueError("each embedding needs its text")
+        self.in_scope, self.out_scope = in_scope.float(), out_scope.float()
+        self.in_texts, self.out_texts, self.objects = list(in_texts), list(out_texts), tuple(objects)
+        self.report = report or {}
+        self._names = re.compile(r"\b(" + "|".join(re.escape(o) for o in self.objects) + r")\b")
+
+    def decide(self, texts: list[str], embeddings: Tensor) -> list[InstructionCheck]:
+        """texts and their (B, 384) sentence embeddings -> one decision each."""
+        near_in = (embeddings.float() @ self.in_scope.T).max(1)  # (B,) similarity, index
+        near_out = (embeddings.float() @ self.out_scope.T).max(1)
+        checks = []
+        for i, text in enumerate(texts):
+            s_in, s_out = float(near_in.values[i]), float(near_out.values[i])
+            nearest, unlike = self.in_texts[int(near_in.indices[i])], self.out_texts[int(near_out.indices[i])]
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            if not text.strip():
+                reason = "instruction not understood: it is empty"
+            elif s_out >= s_in:
+                reason = (
+                    f"instruction not understood: {shown!r} is closer to what this policy was not trained for "
+                    f"({unlike!r}, similarity {s_out:.2f}) than to anything it was ({nearest!r}, {s_in:.2f})"
+                )
+            elif not self._names.search(text.lower()):
+                reason = (
+                    f"instruction not understood: {shown!r} names none of the objects this policy knows "
+                    f"({', '.join(self.objects)})"
+                )
+            else:
+                reason = ""
+            checks.append(InstructionCheck(not reason, s_in, nearest, reason))
+        return checks
+
+    # ------------------------------------------------------------ storage
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        tensors = {"in_scope": self.in_scope.half().contiguous(), "out_scope": self.out_scope.half().contiguous()}
+        save_file(tensors, str(directory / GATE_WEIGHTS))
+        meta = {
+            "encoder": "minilm mean-pooled, L2-normalised",
+            "objects": list(self.objects),
+            "report": self.report,
+            "in_scope": self.in_texts,
+            "out_of_scope": self.out_texts,
+        }
+        (directory / GATE_META).write_text(json.dumps(meta, indent=1))
+
+
+def load_gate(directory: str | Path) -> InstructionGate | None:
+    """The gate shipped in a checkpoint directory, or None if it has none."""
+    directory = Path(directory)
+    if not (directory / GATE_WEIGHTS).exists():
+        return None
+    meta = json.loads((directory / GATE_META).read_text())
+    tensors = load_file(str(directory / GATE_WEIGHTS))
+    return InstructionGate(
+        tensors["in_scope"], meta["in_scope"], tensors["out_scope"], meta["out_of_scope"], tuple(meta["objects"]),
+        meta.get("report"),
+    )  # fmt: skip

@@ -1,0 +1,163 @@
+"""Fitting the instruction gate (vla_policy/gate.py): positives are the grammar's training
+wordings, negatives are generated here from vocabulary of their own: other chores and objects,
+colours and shapes the scene lacks, what the skills cannot do (a cube on itself, pushing up,
+all the cubes at once, a cube without a colour), talk, and strings that are not words.
+
+The 100 out-of-scope commands the gate is measured on (tests/data/out_of_scope.json) were written
+apart from this generator and are never trained on; the held-out wordings it must accept use
+words that occur in no training wording (sim/tasks/language.py)."""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+import torch
+
+from vla_policy.gate import InstructionGate, sentence_embedding
+from vla_policy.models.text import MiniLM, tokenize
+
+CHORE_VERBS = (
+    "open", "shut", "wipe", "clean", "fill", "fold", "wash", "slice", "unplug", "press", "switch on",
+    "switch off", "flip", "unscrew", "drink", "eat", "microwave", "insert", "deliver", "fetch", "carry",
+    "bring", "give me", "show me", "look at", "find", "count", "cover", "polish", "tidy", "charge", "lock",
+)  # fmt: skip
+OTHER_OBJECTS = (
+    "door", "window", "lid", "jar", "cup", "glass", "plate", "spoon", "fork", "knife", "sponge", "book",
+    "laptop", "lamp", "shelf", "oven", "sink", "faucet", "can", "toy car", "shoe", "sock", "key", "remote",
+    "pillow", "ball", "banana", "tray", "box lid", "marker", "tablet", "keyboard", "hat", "flower pot",
+)  # fmt: skip
+OTHER_COLOURS = (
+    "orange",
+    "pink",
+    "black",
+    "white",
+    "brown",
+    "gray",
+    "beige",
+    "navy",
+    "maroon",
+    "teal",
+    "lime",
+    "olive",
+)
+OTHER_SHAPES = ("ball", "cone", "ring", "star", "disc", "tube", "cup", "bottle")
+BAD_DIRECTIONS = ("up", "down", "forward", "backward", "away from me", "towards me", "into the air", "in a circle")
+QUANTIFIERS = ("all the", "every", "both", "all four", "each", "several", "the other", "some")
+OTHER_ACTIONS = (
+    "kick", "drop", "smash", "lick", "wrap", "melt", "shake", "bite", "flip over", "roll", "stand up", "twist",
+    "tilt", "tap", "poke", "hit", "tip over", "spray", "colour", "turn around", "wobble", "clean", "weigh",
+)  # fmt: skip
+OTHER_RELATIONS = (
+    "beside", "behind", "in front of", "near", "against", "inside", "below", "underneath", "to the left of",
+    "to the right of", "far from", "around", "across from", "alongside",
+)  # fmt: skip
+OTHER_PLACES = ("off the edge", "to the corner", "into the bin", "onto the floor", "out of reach", "to the middle")
+TALK = (
+    "hi there", "good evening", "what day is it", "how old are you", "do you like music", "what are you doing",
+    "nice job", "sorry", "okay", "yes", "no", "maybe later", "where am i", "can we talk", "explain yourself",
+    "goodbye", "what can you do", "who made you", "is it raining", "play some jazz", "order a pizza",
+    "call my mom", "read me the news", "set an alarm for seven", "wait a second", "never mind",
+)  # fmt: skip
+
+
+def out_of_scope_examples(grammar, rng: np.random.Generator, n: int) -> list[str]:
+    """`n` instructions the tabletop policy cannot carry out, drawn evenly from the kinds above."""
+    colours = grammar.colors
+
+    def pick(options):
+        return options[int(rng.integers(len(options)))]
+
+    def in_template(skill: str, **goal) -> str:
+        from sim.tasks.base import Goal
+
+        template = grammar.sample_template(skill, "train", rng)
+        return grammar.render(template, Goal(skill, "", **goal))
+
+    kinds = [
+        lambda: f"{pick(CHORE_VERBS)} the {pick(OTHER_OBJECTS)}",
+        lambda: f"{pick(('please ', 'could you ', ''))}{pick(CHORE_VERBS)} the {pick(colours)} {pick(OTHER_OBJECTS)}",
+        lambda: in_template("pick", target=pick(OTHER_COLOURS)),
+        lambda: in_template("push", target=pick(OTHER_COLOURS), direction=pick(("left", "right"))),
+        lambda: in_template("stack", target=pick(OTHER_COLOURS), place_on=pick(colours)),
+        lambda: in_template("stack", target=pick(colours), place_on=pick(OTHER_COLOURS)),
+        lambda: f"{pick(('pick up', 'lift', 'grab', 'push', 'move'))} the {pick(colours)} {pick(OTHER_SHAPES)}",
+        lambda: f"{pick(('pick up', 'lift', 'grab', 'push', 'move'))} the {pick(OTHER_OBJECTS)}",
+        lambda: (lambda c: in_template("stack", target=c, place_on=c))(pick(colours)),  # a cube on itself
+        lambda: f"{pick(('push', 'slide', 'move', 'shove'))} the {pick(colours)} {pick(('cube', 'block'))} "
+        f"{pick(BAD_DIRECTIONS)}",
+        lambda: f"{pick(('pick up', 'lift', 'push', 'stack', 'move'))} {pick(QUANTIFIERS)} "
+        f"{pick(('cubes', 'blocks', 'cube', 'block'))}",
+        lambda: f"{pick(('pick up', 'lift', 'push', 'grab'))} the {pick(('cube', 'block', 'one', 'thing'))}",
+        lambda: f"{pick(OTHER_ACTIONS)} the {pick(colours)} {pick(('cube', 'block'))}",
+        lambda: (
+            lambda c, o: f"{pick(('put', 'place', 'set', 'move'))} the {c} {pick(('cube', 'block'))} "
+            f"{pick(OTHER_RELATIONS)} the {o} {pick(('cube', 'block', 'one'))}"
+        )(*rng.permutation(colours)[:2]),
+        lambda: f"{pick(('push', 'slide', 'move', 'shove', 'put'))} the {pick(colours)} {pick(('cube', 'block'))} "
+        f"{pick(OTHER_PLACES)}",
+        lambda: f"{pick(('put', 'stack', 'place'))} the {pick(colours)} {pick(('cube', 'block'))}",
+        lambda: " ".join(pick(colours) for _ in range(int(rng.integers(1, 4)))),
+        lambda: pick(TALK),
+        lambda: "".join(pick(string.ascii_lowercase + " ") for _ in range(int(rng.integers(1, 25)))).strip(),
+        lambda: "".join(pick(string.punctuation + string.digits) for _ in range(int(rng.integers(1, 12)))),
+        lambda: "",
+    ]
+    return [kinds[i % len(kinds)]() for i in range(n)]
+
+
+@torch.no_grad()
+def embed(backbone, texts: list[str], max_tokens: int = 32, batch: int = 512) -> torch.Tensor:
+    """(N, 384) sentence embeddings of `texts`, a batch at a time."""
+    parts = [
+        sentence_embedding(backbone, *tokenize(texts[i : i + batch], max_tokens)) for i in range(0, len(texts), batch)
+    ]
+    return torch.cat(parts) if parts else torch.zeros(0, backbone.dim)
+
+
+def build_gate(
+    grammar, objects: tuple[str, ...], backbone: MiniLM | None = None, examples: int = 6000, seed: int = 0
+) -> InstructionGate:
+    """A gate over `examples` training wordings (goals drawn uniformly) and as many generated
+    out-of-scope commands (distinct ones)."""
+    rng = np.random.default_rng(seed)
+    backbone = backbone or MiniLM()
+    goals = grammar.goals()
+    positives = sorted({grammar.wording(goals[int(rng.integers(len(goals)))], "train", rng) for _ in range(examples)})
+    negatives = sorted(set(out_of_scope_examples(grammar, rng, examples)))
+    gate = gate_from_examples(positives, negatives, objects, backbone)
+    gate.report["seed"] = seed
+    return gate
+
+
+def gate_from_examples(
+    in_scope: list[str], out_of_scope: list[str], objects: tuple[str, ...], backbone: MiniLM | None = None
+) -> InstructionGate:
+    """A gate over given examples (a task without a grammar lists its own)."""
+    backbone = backbone or MiniLM()
+    report = {"in_scope_examples": len(in_scope), "out_of_scope_examples": len(out_of_scope)}
+    return InstructionGate(
+        embed(backbone, in_scope), in_scope, embed(backbone, out_of_scope), out_of_scope, objects, report
+    )
+
+
+def measure_gate(
+    gate: InstructionGate, backbone, grammar, out_of_scope: list[str], wordings: int = 2000, seed: int = 1
+):
+    """How many of the out-of-scope commands the gate holds, and how often it wrongly refuses
+    fresh wordings of each split (seeded draws, goals uniform)."""
+    rng = np.random.default_rng(seed)
+    checks = gate.decide(out_of_scope, embed(backbone, out_of_scope))
+    report = {
+        "out_of_scope": len(out_of_scope),
+        "out_of_scope_held": sum(not c.accepted for c in checks),
+        "out_of_scope_accepted": [t for t, c in zip(out_of_scope, checks) if c.accepted],
+    }
+    goals = grammar.goals()
+    for split in ("train", "heldout"):
+        texts = [grammar.wording(goals[int(rng.integers(len(goals)))], split, rng) for _ in range(wordings)]
+        refused = [t for t, c in zip(texts, gate.decide(texts, embed(backbone, texts))) if not c.accepted]
+        report[f"{split}_wordings"] = wordings
+        report[f"{split}_refused"] = len(refused)
+        report[f"{split}_refused_examples"] = refused[:10]
+    return report

@@ -386,3 +386,25 @@ def test_each_alignment_objective_joins_the_total_with_its_weight_and_trains(nam
     assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("vision.")), name
     values = fit(model, batch, name, torch.optim.Adam(model.parameters(), lr=1e-3), 40)
     assert np.mean(values[-5:]) < 0.9 * values[0], values
+
+
+def test_the_sentence_token_leads_the_text_tokens_with_minilms_sentence_embedding():
+    from vla_policy.models.text import MiniLM, tokenize
+
+    config = tiny_model_config(text={"kind": "minilm", "sentence_token": True})
+    model = VLAModel(config, PROPRIO_DIM)
+    texts = ["hoist the red brick", "lift the red block", ""]
+    ids, mask = tokenize(texts, config.text.max_tokens)
+    mask[2] = False  # an empty instruction is masked out (Policy._text)
+    tokens, token_mask = model.text.encode(ids, mask)
+    assert tokens.shape == (3, ids.shape[1] + 1, config.d_model)
+    assert token_mask[:2, 0].all() and not token_mask[2].any() and (token_mask[:, 1:] == mask).all()
+    embedding = MiniLM().sentence_embedding(texts[:2], max_tokens=config.text.max_tokens)
+    assert torch.allclose(tokens[:2, 0], model.text.sentence_proj(embedding), atol=1e-5)
+    assert torch.allclose(tokens[:, 1:], model.text(ids, mask), equal_nan=True)  # the word tokens as without it
+    assert torch.isfinite(tokens[2, 0]).all()
+    losses = model.compute_loss(random_batch(config))
+    losses["total"].backward()
+    assert model.text.sentence_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="text.kind=minilm"):
+        VLAModel(tiny_model_config(text={"kind": "scratch", "sentence_token": True}), PROPRIO_DIM)

@@ -494,3 +494,25 @@ def test_rewording_gives_each_sample_a_fresh_training_wording_of_its_goal(demos,
         assert torch.allclose(where, torch.from_numpy(expected).float(), atol=1e-5)
     losses = trainer.model.compute_loss(prepare_batch(first, False, 0.0, trainer.device))
     assert torch.isfinite(losses["target_position"])
+
+
+def test_train_builds_the_instruction_gate_into_every_checkpoint_and_resume_keeps_it(demos, tmp_path, monkeypatch):
+    import functools
+
+    import vla_policy.train.gate as gate_module
+    from vla_policy.gate import load_gate
+    from vla_policy.policy import Policy
+
+    monkeypatch.setattr(gate_module, "build_gate", functools.partial(gate_module.build_gate, examples=40))
+    Trainer(_config(demos, tmp_path, instruction_gate=True, steps=4)).train()
+    last = tmp_path / "checkpoints" / "last"
+    gate = load_gate(last)
+    assert gate is not None and gate.objects == ("red", "green", "blue", "yellow") and len(gate.in_texts) > 20
+    policy = Policy.from_checkpoint(last, device="cpu")
+    assert policy.check_instruction(gate.in_texts[0]).accepted
+    assert not policy.check_instruction("").accepted
+    monkeypatch.setattr(gate_module, "build_gate", None)  # resuming must not build another
+    resumed = Trainer(_config(demos, tmp_path, instruction_gate=True, steps=8), resume=True)
+    assert resumed.gate.in_texts == gate.in_texts
+    resumed.train()
+    assert load_gate(last).out_texts == gate.out_texts

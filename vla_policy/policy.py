@@ -131,11 +131,11 @@ class Policy(ChunkPlayer):
 
     def _minilm(self):
         """The frozen MiniLM the gate reads with: the model's own text encoder where it is one."""
-        backbone = getattr(self.model.text, "backbone", None)
-        if backbone is None:
+        backbone = getattr(self.model.text, "backbone", None) or getattr(self, "_gate_encoder", None)
+        if backbone is None:  # a text encoder trained from scratch: the gate brings its own MiniLM
             from vla_policy.models.text import MiniLM
 
-            self.model.text.backbone = backbone = MiniLM().to(self.device)
+            self._gate_encoder = backbone = MiniLM().to(self.device)
         return backbone
 
     # ----------------------------------------------------------------- inputs

@@ -106,14 +106,7 @@ class DemoWindows(Dataset):
         if self.naming is not None:  # one rewording per sample, drawn from those that exist
             ids, mask, valid, objects = self.naming
             k = torch.multinomial(valid[demo].float(), 1)[:, 0]  # (B,)
-            named = objects[demo, k]  # (B, 2) the target, the place (-1: none)
-            positions = self.object_position[t].view(len(t), -1, 3)  # (B, K, 3)
-            rows = torch.arange(len(t), device=self.device)
-            batch["target_text_ids"], batch["target_text_mask"] = ids[demo, k], mask[demo, k]
-            batch["target_position"] = positions[rows, named[:, 0]]
-            if objects.shape[1] == 2 * positions.shape[1]:  # two roles (aux.place_position): where the named place is
-                batch["place_position"] = positions[rows, named[:, 1].clamp(min=0)]
-                batch["place_valid"] = named[:, 1] >= 0
+            self._ask_about(batch, t, objects[demo, k], ids[demo, k], mask[demo, k], objects.shape[1])
         return batch
 
     def _reworded(self, batch: dict, t: torch.Tensor, demo: torch.Tensor) -> dict:
@@ -126,12 +119,17 @@ class DemoWindows(Dataset):
         if self.naming is not None:
             q = torch.multinomial((rows[goal] >= 0).float(), 1)[:, 0]  # (B,) which (role, object) to name
             other = rows[goal, q]  # (B,) the goal that names it
-            named = named_objects[goal, q]  # (B, 2) the target, the place (-1: none)
-            positions = self.object_position[t].view(len(t), -1, 3)  # (B, K, 3)
-            rows_b = torch.arange(len(t), device=self.device)
-            batch["target_text_ids"], batch["target_text_mask"] = ids[other, template], mask[other, template]
-            batch["target_position"] = positions[rows_b, named[:, 0]]
-            if named_objects.shape[1] == 2 * positions.shape[1]:
-                batch["place_position"] = positions[rows_b, named[:, 1].clamp(min=0)]
-                batch["place_valid"] = named[:, 1] >= 0
+            ids, mask = ids[other, template], mask[other, template]
+            self._ask_about(batch, t, named_objects[goal, q], ids, mask, named_objects.shape[1])
         return batch
+
+    def _ask_about(self, batch: dict, t, named, ids, mask, askable: int) -> None:
+        """The grounding objectives' inputs: a reworded instruction (B, L) and where the objects it
+        names are. named (B, 2): the target, the place (-1: none); `askable` = R*K (R roles)."""
+        positions = self.object_position[t].view(len(t), -1, 3)  # (B, K, 3)
+        rows = torch.arange(len(t), device=self.device)
+        batch["target_text_ids"], batch["target_text_mask"] = ids, mask
+        batch["target_position"] = positions[rows, named[:, 0]]
+        if askable == 2 * positions.shape[1]:  # two roles (aux.place_position): where the named place is
+            batch["place_position"] = positions[rows, named[:, 1].clamp(min=0)]
+            batch["place_valid"] = named[:, 1] >= 0

@@ -126,14 +126,18 @@ class TextEncoder(nn.Module):
     """Instruction -> (B, L, D) tokens + (B, L) mask. `minilm`: frozen features, trained projection;
     `scratch`: trained embedding + transformer over the same WordPiece ids."""
 
-    def __init__(self, kind: str, dim: int, heads: int, layers: int, max_tokens: int):
+    def __init__(self, kind: str, dim: int, heads: int, layers: int, max_tokens: int, sentence_token: bool = False):
         super().__init__()
         if kind not in ("minilm", "scratch"):
             raise ValueError(f"unknown text encoder {kind!r}; choose 'minilm' or 'scratch'")
-        self.kind, self.max_tokens = kind, max_tokens
+        if sentence_token and kind != "minilm":
+            raise ValueError("text.sentence_token reads MiniLM's sentence embedding; it needs text.kind=minilm")
+        self.kind, self.max_tokens, self.sentence_token = kind, max_tokens, sentence_token
         if kind == "minilm":
             self.backbone = MiniLM()
             self.proj = nn.Linear(self.backbone.dim, dim)
+            if sentence_token:
+                self.sentence_proj = nn.Linear(self.backbone.dim, dim)
             self._features: dict[bytes, Tensor] = {}  # frozen features per distinct instruction
         else:
             self.embed = nn.Embedding(_tokenizer().get_vocab_size(), dim)
@@ -147,6 +151,18 @@ class TextEncoder(nn.Module):
         x = self.embed(ids) + self.position[: ids.shape[1]]
         attn = mask[:, None, :] | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
         return self.transformer(x, attn)
+
+    def encode(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L) ids, (B, L) mask -> the instruction's tokens (B, L', D) and their mask (B, L'):
+        the word tokens, led by the sentence token where configured (L' = L + 1)."""
+        tokens = self(ids, mask)
+        if not self.sentence_token:
+            return tokens, mask
+        features = self._frozen_features(ids, mask).masked_fill(~mask[..., None], 0.0)  # (B, L, 384), cached
+        pooled = features.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # zeros for a masked-out instruction
+        sentence = nn.functional.normalize(pooled, dim=-1)
+        tokens = torch.cat([self.sentence_proj(sentence)[:, None], tokens], 1)  # (B, 1 + L, D)
+        return tokens, torch.cat([mask.any(1, keepdim=True), mask], 1)
 
     def _frozen_features(self, ids: Tensor, mask: Tensor) -> Tensor:
         """MiniLM features, computed once per distinct instruction (datasets repeat a few dozen)."""

@@ -46,7 +46,8 @@ class VLAModel(nn.Module):
         self.vision = VisionEncoder(
             d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film, v.instructed_keypoints
         )
-        self.text = TextEncoder(config.text.kind, d, config.heads, config.text.layers, config.text.max_tokens)
+        t = config.text
+        self.text = TextEncoder(t.kind, d, config.heads, t.layers, t.max_tokens, t.sentence_token)
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
         self.backbone = Transformer(d, config.heads, config.backbone_layers, config.ff_mult, config.dropout)
@@ -81,9 +82,9 @@ class VLAModel(nn.Module):
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
-        text = self.text(batch["text_ids"], batch["text_mask"])  # (B, L, D)
+        text, text_mask = self.text.encode(batch["text_ids"], batch["text_mask"])  # (B, L', D), (B, L')
         condition = (
-            masked_mean(text, batch["text_mask"]) if self.vision.conditioned else None
+            masked_mean(text, text_mask) if self.vision.conditioned else None
         )  # (B, D), as instruction_condition
         vision, vision_mask, features = self.vision(
             batch["images"], batch["camera_mask"], condition, with_features=True
@@ -102,7 +103,7 @@ class VLAModel(nn.Module):
             vision=vision,
             vision_mask=vision_mask,
             text=text,
-            text_mask=batch["text_mask"],
+            text_mask=text_mask,
             proprio=proprio,
             cameras=batch["images"].shape[1],
             stem_features=features,
@@ -215,7 +216,7 @@ class VLAModel(nn.Module):
 
     def instruction_condition(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L) ids and mask -> (B, D) the vector that conditions the vision encoder."""
-        return masked_mean(self.text(text_ids, text_mask), text_mask)
+        return masked_mean(*self.text.encode(text_ids, text_mask))
 
     def predict_target_position(self, images: Tensor, text_ids: Tensor, text_mask: Tensor, proprio: Tensor) -> Tensor:
         """(B, C, 3, S, S) images, an instruction, (B, >=1, D) proprio tokens -> (B, 3) where the object

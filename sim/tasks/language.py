@@ -148,6 +148,11 @@ def _unpunctuated(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[,:;]", " ", text)).strip()
 
 
+def _takes_prefix(frame: str) -> bool:
+    """Frames that start with the verb take a politeness prefix ("please ", "could you ")."""
+    return frame.startswith(("{V}", "{P}"))
+
+
 def _fill(frame: str, slot: str, part: str) -> str:
     if slot in ("V", "P") and "{" + slot + "} it" in frame:
         return frame.replace("{" + slot + "} it", _with_it(part), 1)
@@ -187,7 +192,7 @@ class Grammar:
                 yield body
                 for suffix in vocab.suffixes:
                     yield body + suffix
-                if frame.startswith(("{V}", "{P}")):
+                if _takes_prefix(frame):
                     for prefix in vocab.prefixes:
                         yield prefix + body
 
@@ -195,7 +200,7 @@ class Grammar:
         """len(list(templates(skill, split))) without listing them."""
         vocab, total = SPLITS[split], 0
         for frame in vocab.frames[skill]:
-            fillers = 1 + len(vocab.suffixes) + (len(vocab.prefixes) if frame.startswith(("{V}", "{P}")) else 0)
+            fillers = 1 + len(vocab.suffixes) + (len(vocab.prefixes) if _takes_prefix(frame) else 0)
             total += math.prod(len(vocab.choices(skill, s)) for s in _slots(frame)) * fillers
         return total
 
@@ -210,9 +215,7 @@ class Grammar:
             body = _fill(body, slot, options[int(rng.integers(len(options)))])
         if rng.random() < 0.5:
             return body
-        fillers = [s for s in vocab.suffixes] + (
-            [p for p in vocab.prefixes] if frame.startswith(("{V}", "{P}")) else []
-        )
+        fillers = [*vocab.suffixes, *(vocab.prefixes if _takes_prefix(frame) else ())]
         filler = fillers[int(rng.integers(len(fillers)))]
         return body + filler if filler in vocab.suffixes else filler + body
 
@@ -269,11 +272,7 @@ class Grammar:
                     fill = direction if slot == "D" else alternation
                     body = body.replace("\\{" + slot + "\\}", fill(options))
                 body = body.replace("\\{c\\}", colour.format("c")).replace("\\{o\\}", colour.format("o"))
-                prefix = (
-                    alternation(_unpunctuated(p) + " " for p in vocab.prefixes)
-                    if frame.startswith(("{V}", "{P}"))
-                    else "(?!)"
-                )
+                prefix = alternation(_unpunctuated(p) + " " for p in vocab.prefixes) if _takes_prefix(frame) else "(?!)"
                 pattern = f"(?:{prefix})?{body}{alternation(' ' + _unpunctuated(x) for x in vocab.suffixes)}?"
                 parsers.append((skill, re.compile(pattern)))
         return parsers

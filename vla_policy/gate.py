@@ -21,26 +21,19 @@ import json
 import re
 from pathlib import Path
 
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vla_policy.types import InstructionCheck
 
+GATE_MAX_TOKENS = 32  # instructions are embedded at this many tokens
 GATE_WEIGHTS, GATE_META = "instruction_gate.safetensors", "instruction_gate.json"
 
 
-def sentence_embedding(backbone, ids: Tensor, mask: Tensor) -> Tensor:
-    """(B, L) ids, (B, L) mask -> (B, 384) MiniLM's mean-pooled, L2-normalised sentence embedding
-    (what sentence-transformers' all-MiniLM-L6-v2 returns)."""
-    tokens = backbone(ids, mask)  # (B, L, 384)
-    weights = mask[..., None].float()
-    return F.normalize((tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0), dim=-1)
-
-
 class InstructionGate:
-    """in_scope (N, 384) and out_scope (M, 384) unit embeddings with their texts; `objects`: the
-    names of the scene's objects, one of which an instruction must name."""
+    """in_scope (N, 384) and out_scope (M, 384) unit embeddings with their texts (MiniLM's
+    sentence embeddings, `MiniLM.sentence_embedding`); `objects`: the names of the scene's
+    objects, one of which an instruction must name."""
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from vla_policy.chunk_player import ChunkPlayer, delay_steps
 from vla_policy.config import Config
 from vla_policy.data.images import preprocess_images
 from vla_policy.data.normalize import NormStats
-from vla_policy.gate import InstructionGate, load_gate, sentence_embedding
+from vla_policy.gate import GATE_MAX_TOKENS, InstructionGate, load_gate
 from vla_policy.models.heads.flow import Guide
 from vla_policy.models.text import tokenize
 from vla_policy.proprio import proprio_from_obs
@@ -96,6 +96,7 @@ class Policy(ChunkPlayer):
         self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.gate = gate
         self._checks: dict[str, InstructionCheck] = {}
+        self._gate_encoder = None  # a MiniLM for the gate where the model's text encoder is none
         self.reset()
 
     @classmethod
@@ -123,15 +124,13 @@ class Policy(ChunkPlayer):
         if instruction not in self._checks:
             if len(self._checks) > 1000:
                 self._checks.clear()
-            ids, mask = tokenize([instruction], 32)
-            with torch.no_grad():
-                embedding = sentence_embedding(self._minilm(), ids.to(self.device), mask.to(self.device))
-            self._checks[instruction] = self.gate.decide([instruction], embedding.cpu())[0]
+            embedding = self._minilm().sentence_embedding([instruction], GATE_MAX_TOKENS).cpu()  # (1, 384)
+            self._checks[instruction] = self.gate.decide([instruction], embedding)[0]
         return self._checks[instruction]
 
     def _minilm(self):
         """The frozen MiniLM the gate reads with: the model's own text encoder where it is one."""
-        backbone = getattr(self.model.text, "backbone", None) or getattr(self, "_gate_encoder", None)
+        backbone = getattr(self.model.text, "backbone", None) or self._gate_encoder
         if backbone is None:  # a text encoder trained from scratch: the gate brings its own MiniLM
             from vla_policy.models.text import MiniLM
 

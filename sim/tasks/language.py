@@ -236,9 +236,10 @@ class Grammar:
     def parse(self, instruction: str) -> tuple[Goal, str] | None:
         """-> (the goal it words, its split), or None if no wording of this grammar says it."""
         text = normalize(instruction)
+        bare = _unpunctuated(text)
         for split, parsers in self._parsers.items():
             for skill, pattern in parsers:
-                match = pattern.fullmatch(_unpunctuated(text))
+                match = pattern.fullmatch(bare)
                 if match is None:
                     continue
                 groups = match.groupdict()

@@ -9,6 +9,8 @@ a training split and a held-out split whose words and word orders never occur in
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from sim.tasks.base import Goal, Task, register_task
@@ -58,7 +60,7 @@ class ColorCubesTask(Task):
         goal = goals[int(rng.integers(len(goals)))]
         if split == "all":
             split = ("train", "heldout")[int(rng.integers(2))]
-        return self.parse(self.grammar.wording(goal, split, rng))
+        return replace(goal, instruction=self.grammar.wording(goal, split, rng))
 
     def parse(self, instruction: str) -> Goal:
         parsed = self.grammar.parse(instruction)

@@ -117,9 +117,15 @@ class MiniLM(nn.Module):
     def sentence_embedding(self, texts: list[str], max_tokens: int = 64) -> Tensor:
         """(B, 384) mean-pooled, L2-normalised: what sentence-transformers' all-MiniLM-L6-v2 returns."""
         ids, mask = tokenize(texts, max_tokens)
-        tokens = self(ids, mask)
-        pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        return nn.functional.normalize(pooled, dim=-1)
+        ids, mask = ids.to(self.word.weight.device), mask.to(self.word.weight.device)
+        return pooled_sentence(self(ids, mask), mask)
+
+
+def pooled_sentence(tokens: Tensor, mask: Tensor) -> Tensor:
+    """(B, L, 384) MiniLM features, (B, L) mask -> (B, 384) their mean over the valid tokens,
+    L2-normalised: the sentence embedding (zeros for a masked-out instruction)."""
+    pooled = tokens.masked_fill(~mask[..., None], 0.0).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+    return nn.functional.normalize(pooled, dim=-1)
 
 
 class TextEncoder(nn.Module):
@@ -158,9 +164,7 @@ class TextEncoder(nn.Module):
         tokens = self(ids, mask)
         if not self.sentence_token:
             return tokens, mask
-        features = self._frozen_features(ids, mask).masked_fill(~mask[..., None], 0.0)  # (B, L, 384), cached
-        pooled = features.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # zeros for a masked-out instruction
-        sentence = nn.functional.normalize(pooled, dim=-1)
+        sentence = pooled_sentence(self._frozen_features(ids, mask), mask)  # (B, 384); features cached
         tokens = torch.cat([self.sentence_proj(sentence)[:, None], tokens], 1)  # (B, 1 + L, D)
         return tokens, torch.cat([mask.any(1, keepdim=True), mask], 1)
 

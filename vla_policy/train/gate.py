@@ -14,8 +14,9 @@ import string
 import numpy as np
 import torch
 
-from vla_policy.gate import InstructionGate, sentence_embedding
-from vla_policy.models.text import MiniLM, tokenize
+from sim.tasks.base import Goal
+from vla_policy.gate import GATE_MAX_TOKENS, InstructionGate
+from vla_policy.models.text import MiniLM
 
 CHORE_VERBS = (
     "open", "shut", "wipe", "clean", "fill", "fold", "wash", "slice", "unplug", "press", "switch on",
@@ -69,8 +70,6 @@ def out_of_scope_examples(grammar, rng: np.random.Generator, n: int) -> list[str
         return options[int(rng.integers(len(options)))]
 
     def in_template(skill: str, **goal) -> str:
-        from sim.tasks.base import Goal
-
         template = grammar.sample_template(skill, "train", rng)
         return grammar.render(template, Goal(skill, "", **goal))
 
@@ -107,12 +106,10 @@ def out_of_scope_examples(grammar, rng: np.random.Generator, n: int) -> list[str
 
 
 @torch.no_grad()
-def embed(backbone, texts: list[str], max_tokens: int = 32, batch: int = 512) -> torch.Tensor:
+def embed(backbone: MiniLM, texts: list[str], batch: int = 512) -> torch.Tensor:
     """(N, 384) sentence embeddings of `texts`, a batch at a time."""
-    parts = [
-        sentence_embedding(backbone, *tokenize(texts[i : i + batch], max_tokens)) for i in range(0, len(texts), batch)
-    ]
-    return torch.cat(parts) if parts else torch.zeros(0, backbone.dim)
+    parts = [backbone.sentence_embedding(texts[i : i + batch], GATE_MAX_TOKENS) for i in range(0, len(texts), batch)]
+    return torch.cat(parts).cpu() if parts else torch.zeros(0, backbone.dim)
 
 
 def build_gate(

@@ -408,3 +408,24 @@ def test_the_sentence_token_leads_the_text_tokens_with_minilms_sentence_embeddin
     assert model.text.sentence_proj.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="text.kind=minilm"):
         VLAModel(tiny_model_config(text={"kind": "scratch", "sentence_token": True}), PROPRIO_DIM)
+
+
+def test_the_text_tokens_are_read_from_the_configured_minilm_layer():
+    from vla_policy.models.text import MiniLM, pooled_sentence, tokenize
+
+    texts = ["atop the green brick, rest the red brick", "put the red cube on the green cube"]
+    config = tiny_model_config(text={"kind": "minilm", "minilm_layer": 3, "sentence_token": True})
+    model = VLAModel(config, PROPRIO_DIM)
+    ids, mask = tokenize(texts, config.text.max_tokens)
+    states = MiniLM().hidden_states(ids, mask)
+    assert len(states) == 7
+    tokens, _ = model.text.encode(ids, mask)
+    assert torch.allclose(tokens[:, 1:], model.text.proj(states[3]), atol=1e-5)
+    assert not torch.allclose(tokens[:, 1:], model.text.proj(states[6]), atol=1e-3)
+    assert torch.allclose(tokens[:, 0], model.text.sentence_proj(pooled_sentence(states[6], mask)), atol=1e-5)
+    assert torch.allclose(MiniLM()(ids, mask, 3), states[3])
+    words_only = VLAModel(tiny_model_config(text={"kind": "minilm", "minilm_layer": 3}), PROPRIO_DIM)
+    tokens, _ = words_only.text.encode(ids, mask)
+    assert torch.allclose(tokens, words_only.text.proj(states[3]), atol=1e-5)
+    with pytest.raises(ValueError, match="minilm_layer"):
+        VLAModel(tiny_model_config(text={"kind": "minilm", "minilm_layer": 7}), PROPRIO_DIM)

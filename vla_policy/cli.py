@@ -531,6 +531,29 @@ def run_grounding(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------- text-probe
+def _text_probe_args(p):
+    p.add_argument("--task", default="tabletop", help="a task with an instruction grammar")
+    p.add_argument("--templates", type=int, default=256, help="training templates per skill (train.reword_templates)")
+    p.add_argument("--steps", type=int, default=1500, help="training steps of each reader")
+    p.add_argument("--seeds", type=int, default=3, help="trainings of each reader")
+    p.add_argument("--readers", default=",".join(("tokens", "sentence", "tokens+sentence", "sentence-knn")))
+    p.add_argument("--layers", default="6,3", help="MiniLM layers whose token features the token readers read")
+
+
+@command(
+    "text-probe",
+    "offline probe: which frozen-text representation names the goal of wordings never trained on?",
+    _text_probe_args,
+)
+def run_text_probe(args) -> int:
+    from vla_policy.eval.text_probe import text_probe
+
+    readers, layers = tuple(args.readers.split(",")), tuple(int(x) for x in args.layers.split(","))
+    emit(text_probe(args.task, args.templates, steps=args.steps, seeds=args.seeds, readers=readers, layers=layers))
+    return 0
+
+
 # -------------------------------------------------------------------- gate
 def _gate_args(p):
     p.add_argument("--checkpoint", required=True)

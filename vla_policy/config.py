@@ -37,6 +37,10 @@ class TextConfig:
     # frozen features: the space all-MiniLM-L6-v2 was trained in to put paraphrases together),
     # projected; for wordings whose words training never saw.
     sentence_token: bool = False
+    # minilm only: which of MiniLM's 6 layers the text tokens are read from. Its last layers were
+    # tuned for pooled sentence similarity and wash out who-does-what (stack's object vs base);
+    # layer 3 keeps it for words training never saw (`vla text-probe`, docs/RESULTS.md).
+    minilm_layer: int = 6
 
 
 @dataclass(frozen=True)

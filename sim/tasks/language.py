@@ -71,7 +71,7 @@ TRAIN = Vocabulary(
         "push": ("push", "slide", "shove", "move", "shift"),
     },
     nouns=("cube", "block", "one"),
-    relations=("on", "onto", "on top of"),
+    relations=("on", "onto", "on top of", "over", "above", "down on"),
     directions=("to the {d}", "{d}", "{d}wards", "to the {d} side", "over to the {d}"),
     prefixes=("please ", "could you ", "can you ", "i want you to ", "now ", "go ahead and ", "robot, "),
     suffixes=(" please", " now", " for me"),
@@ -89,6 +89,8 @@ TRAIN = Vocabulary(
             "{P} the {c} {n} and {V} it {R} the {o} {m}",
             "{V} the {c} {n} {R} the {m} that is {o}",
             "the {c} {n} goes {R} the {o} {m}",
+            "the {o} {m} stays where it is; {V} the {c} {n} {R} it",
+            "the {o} {m} is the base: {V} the {c} {n} {R} it",
         ),
         "push": (
             "{V} the {c} {n} {D}",

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from vla_policy.models.layers import Transformer
 
+MINILM_LAYERS = 6  # all-MiniLM-L6-v2's depth
 MAX_INSTRUCTION_CHARS = 1000  # longer instructions are truncated (documented behaviour), never rejected
 
 
@@ -106,13 +107,20 @@ class MiniLM(nn.Module):
         return super().train(False)  # frozen: always in eval mode
 
     @torch.no_grad()
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """(B, L) ids, (B, L) mask -> (B, L, 384) token features (post-norm BERT, as trained)."""
+    def hidden_states(self, ids: Tensor, mask: Tensor, depth: int | None = None) -> list[Tensor]:
+        """(B, L) ids, (B, L) mask -> 1 + depth tensors (B, L, 384): the embeddings, then each of the
+        first `depth` layers' output (all 6 by default; post-norm BERT, as trained)."""
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.norm(self.word(ids) + self.position(positions) + self.token_type(torch.zeros_like(ids)))
-        for layer in self.layers:
+        states = [x]
+        for layer in self.layers[:depth]:
             x = layer(x, src_key_padding_mask=~mask)
-        return x
+            states.append(x)
+        return states
+
+    def forward(self, ids: Tensor, mask: Tensor, depth: int | None = None) -> Tensor:
+        """(B, L) ids, (B, L) mask -> (B, L, 384) the token features after `depth` layers (all)."""
+        return self.hidden_states(ids, mask, depth)[-1]
 
     def sentence_embedding(self, texts: list[str], max_tokens: int = 64) -> Tensor:
         """(B, 384) mean-pooled, L2-normalised: what sentence-transformers' all-MiniLM-L6-v2 returns."""
@@ -132,19 +140,32 @@ class TextEncoder(nn.Module):
     """Instruction -> (B, L, D) tokens + (B, L) mask. `minilm`: frozen features, trained projection;
     `scratch`: trained embedding + transformer over the same WordPiece ids."""
 
-    def __init__(self, kind: str, dim: int, heads: int, layers: int, max_tokens: int, sentence_token: bool = False):
+    def __init__(
+        self,
+        kind: str,
+        dim: int,
+        heads: int,
+        layers: int,
+        max_tokens: int,
+        sentence_token: bool = False,
+        minilm_layer: int = MINILM_LAYERS,
+    ):
         super().__init__()
         if kind not in ("minilm", "scratch"):
             raise ValueError(f"unknown text encoder {kind!r}; choose 'minilm' or 'scratch'")
         if sentence_token and kind != "minilm":
             raise ValueError("text.sentence_token reads MiniLM's sentence embedding; it needs text.kind=minilm")
+        if not 1 <= minilm_layer <= MINILM_LAYERS:
+            raise ValueError(f"text.minilm_layer must be 1..{MINILM_LAYERS}, got {minilm_layer}")
         self.kind, self.max_tokens, self.sentence_token = kind, max_tokens, sentence_token
         if kind == "minilm":
             self.backbone = MiniLM()
+            self.minilm_layer = minilm_layer
             self.proj = nn.Linear(self.backbone.dim, dim)
             if sentence_token:
                 self.sentence_proj = nn.Linear(self.backbone.dim, dim)
-            self._features: dict[bytes, Tensor] = {}  # frozen features per distinct instruction
+            # frozen features per distinct instruction: (L, 384) tokens, (384,) sentence or None
+            self._features: dict[bytes, tuple[Tensor, Tensor | None]] = {}
         else:
             self.embed = nn.Embedding(_tokenizer().get_vocab_size(), dim)
             self.position = nn.Parameter(torch.randn(max_tokens, dim) * 0.02)
@@ -153,7 +174,7 @@ class TextEncoder(nn.Module):
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         """(B, L) ids, (B, L) mask -> (B, L, D)."""
         if self.kind == "minilm":
-            return self.proj(self._frozen_features(ids, mask))
+            return self.proj(self._frozen_features(ids, mask)[0])
         x = self.embed(ids) + self.position[: ids.shape[1]]
         attn = mask[:, None, :] | torch.eye(ids.shape[1], dtype=torch.bool, device=ids.device)
         return self.transformer(x, attn)
@@ -161,26 +182,33 @@ class TextEncoder(nn.Module):
     def encode(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(B, L) ids, (B, L) mask -> the instruction's tokens (B, L', D) and their mask (B, L'):
         the word tokens, led by the sentence token where configured (L' = L + 1)."""
-        tokens = self(ids, mask)
         if not self.sentence_token:
-            return tokens, mask
-        sentence = pooled_sentence(self._frozen_features(ids, mask), mask)  # (B, 384); features cached
-        tokens = torch.cat([self.sentence_proj(sentence)[:, None], tokens], 1)  # (B, 1 + L, D)
+            return self(ids, mask), mask
+        words, sentence = self._frozen_features(ids, mask)  # (B, L, 384), (B, 384); cached
+        tokens = torch.cat([self.sentence_proj(sentence)[:, None], self.proj(words)], 1)  # (B, 1 + L, D)
         return tokens, torch.cat([mask.any(1, keepdim=True), mask], 1)
 
-    def _frozen_features(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """MiniLM features, computed once per distinct instruction (datasets repeat a few dozen)."""
+    def _minilm(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """-> (B, L, 384) the features of layer `minilm_layer` and, with the sentence token, (B, 384)
+        the sentence embedding (pooled from the last layer, the space MiniLM was trained in)."""
+        with torch.autocast(ids.device.type, enabled=False):  # cached features are exact fp32 everywhere
+            if not self.sentence_token:
+                return self.backbone(ids, mask, self.minilm_layer), None
+            states = self.backbone.hidden_states(ids, mask)
+            return states[self.minilm_layer], pooled_sentence(states[-1], mask)
+
+    def _frozen_features(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """MiniLM's features (as `_minilm`), computed once per distinct instruction (a dataset
+        repeats a few dozen; rewording draws from a pool of a few thousand)."""
         keys = [row.cpu().numpy().tobytes() for row in ids]
         todo = [i for i, k in enumerate(keys) if k not in self._features]
+        fresh = {}
         if todo:
-            with torch.autocast(ids.device.type, enabled=False):  # cached features are exact fp32 everywhere
-                fresh = self.backbone(ids[todo], mask[todo])
-            for i, feats in zip(todo, fresh):
-                if len(self._features) < 10_000:
-                    self._features[keys[i]] = feats
-        return torch.stack(
-            [
-                self._features[k] if k in self._features else self.backbone(ids[i : i + 1], mask[i : i + 1])[0]
-                for i, k in enumerate(keys)
-            ]
-        )
+            words, sentence = self._minilm(ids[todo], mask[todo])
+            for j, i in enumerate(todo):
+                fresh[keys[i]] = (words[j], None if sentence is None else sentence[j])
+            if len(self._features) < 10_000:
+                self._features.update(fresh)
+        rows = [self._features.get(k) or fresh[k] for k in keys]
+        words = torch.stack([w for w, _ in rows])
+        return words, None if not self.sentence_token else torch.stack([s for _, s in rows])

@@ -47,7 +47,7 @@ class VLAModel(nn.Module):
             d, config.heads, v.layers, v.image_size, v.patch_size, cams, v.keypoints, v.film, v.instructed_keypoints
         )
         t = config.text
-        self.text = TextEncoder(t.kind, d, config.heads, t.layers, t.max_tokens, t.sentence_token)
+        self.text = TextEncoder(t.kind, d, config.heads, t.layers, t.max_tokens, t.sentence_token, t.minilm_layer)
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
         self.backbone = Transformer(d, config.heads, config.backbone_layers, config.ff_mult, config.dropout)

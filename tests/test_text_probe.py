@@ -1,0 +1,28 @@
+"""The text probe (`vla text-probe`): a reader trained on frozen MiniLM features of training
+wordings names the goal of wordings it never saw."""
+
+from __future__ import annotations
+
+import pytest
+
+from vla_policy.eval.text_probe import text_probe
+
+
+def test_a_reader_names_the_goal_of_fresh_training_wordings_and_reports_heldout_per_skill():
+    result = text_probe(
+        templates=24, fresh=4, steps=300, seeds=1, readers=("tokens", "sentence-knn"), layers=(3,), heldout_per_skill=8
+    )
+    assert result["wordings"] == {"train": 24 * 24, "fresh_train": 4 * 24, "heldout": 8 * 24}
+    tokens = result["readers"]["tokens (tokens of layer 3)"]
+    assert tokens["fresh_train"] >= 0.9, tokens  # 24 goals: chance is 1/24
+    assert set(tokens["heldout_per_skill"]) == {"pick", "stack", "push"}
+    run = tokens["runs"][0]["heldout"]
+    assert run["total"] == 8 * 24 and 0 <= run["wilson95"][0] <= run["rate"] <= run["wilson95"][1] <= 1
+    assert result["readers"]["sentence-knn"]["fresh_train"] > 0.5
+
+
+def test_unknown_readers_and_layers_are_refused():
+    with pytest.raises(ValueError, match="unknown readers"):
+        text_probe(readers=("bag-of-words",))
+    with pytest.raises(ValueError, match="layers"):
+        text_probe(layers=(0,))

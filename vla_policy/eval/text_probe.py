@@ -1,0 +1,192 @@
+"""Which text representation carries a goal to words never trained on? An offline probe that takes
+minutes: a small reader is trained to name the goal (skill and objects, one of the grammar's goals)
+from frozen MiniLM features of the training wordings a policy sees (`train.reword_templates`
+templates per skill), and is then asked on wordings it never saw: fresh training-split templates,
+and the held-out split, whose verbs, nouns, relations, directions, fillers and frames occur in no
+training wording. The readers are the policy's text pathways in miniature:
+
+- `tokens`: MiniLM's token features of one layer (`model.text.minilm_layer`), projected and
+  attention-pooled by a learned query (the policy reads its text tokens by attention);
+- `sentence`: MiniLM's pooled sentence embedding through an MLP;
+- `tokens+sentence`: the sentence embedding as one more token before the word tokens
+  (`model.text.sentence_token`);
+- `sentence-knn`: no training, the goal of the nearest training wording in sentence space (what
+  the instruction gate looks up).
+
+A representation whose reader names the goal of held-out wordings is one the policy can learn to
+follow in those words; one that only names the goal of its training templates is not."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vla_policy.eval.metrics import wilson_interval
+
+READERS = ("tokens", "sentence", "tokens+sentence", "sentence-knn")
+
+
+class Reader(nn.Module):
+    """(B, L, 384) token features, (B, L) mask, (B, 384) sentence embedding -> (B, G) goal logits."""
+
+    def __init__(self, kind: str, goals: int, dim: int = 128, heads: int = 4):
+        super().__init__()
+        self.kind = kind
+        self.token_proj = nn.Linear(384, dim)
+        self.sentence_proj = nn.Linear(384, dim)
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.attend = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, goals))
+
+    def forward(self, tokens: Tensor, mask: Tensor, sentence: Tensor) -> Tensor:
+        if self.kind == "sentence":
+            return self.out(self.sentence_proj(sentence))
+        keys = self.token_proj(tokens)  # (B, L, D)
+        if self.kind == "tokens+sentence":
+            keys = torch.cat([self.sentence_proj(sentence)[:, None], keys], 1)  # (B, 1 + L, D)
+            mask = torch.cat([mask.any(1, keepdim=True), mask], 1)
+        pooled, _ = self.attend(self.query.expand(len(keys), -1, -1), keys, keys, key_padding_mask=~mask)
+        return self.out(pooled[:, 0])  # (B, G)
+
+
+def _features(backbone, texts: list[str], max_tokens: int) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (7, N, L, 384) every layer's token features (0: embeddings), (N, L) mask, (N, 384)
+    sentence embeddings (pooled from the last layer), in batches."""
+    from vla_policy.models.text import pooled_sentence, tokenize
+
+    states, masks = [], []
+    for start in range(0, len(texts), 512):
+        ids, mask = tokenize(texts[start : start + 512], max_tokens)
+        states.append(torch.stack(backbone.hidden_states(ids, mask)))
+        masks.append(mask)
+    states, mask = torch.cat(states, 1), torch.cat(masks)
+    return states, mask, pooled_sentence(states[-1], mask)
+
+
+def _wordings(grammar, goals, templates: dict[str, list[str]]) -> tuple[list[str], Tensor]:
+    """Every template of a goal's skill rendered for that goal -> texts and (N,) goal indices."""
+    texts, labels = [], []
+    for g, goal in enumerate(goals):
+        for template in templates[goal.skill]:
+            texts.append(grammar.render(template, goal))
+            labels.append(g)
+    return texts, torch.tensor(labels)
+
+
+def _rate(correct: Tensor) -> dict:
+    hits, total = int(correct.sum()), len(correct)
+    low, high = wilson_interval(hits, total)
+    return {"hits": hits, "total": total, "rate": round(hits / total, 4), "wilson95": [round(low, 4), round(high, 4)]}
+
+
+def text_probe(
+    task: str = "tabletop",
+    templates: int = 256,
+    fresh: int = 64,
+    steps: int = 1500,
+    seeds: int = 3,
+    max_tokens: int = 24,
+    readers: tuple[str, ...] = READERS,
+    layers: tuple[int, ...] = (6, 3),
+    heldout_per_skill: int | None = None,
+) -> dict:
+    """Train each reader `seeds` times on the pool of `templates` training templates per skill,
+    reading the token features of each of MiniLM's `layers` (`model.text.minilm_layer`); -> how
+    often each names the goal of (a) `fresh` training-split templates per skill outside the pool
+    and (b) every held-out template (or a seeded `heldout_per_skill` of them), per skill and
+    overall, per seed and averaged."""
+    from sim.tasks import get_task
+    from vla_policy.models.text import MINILM_LAYERS, MiniLM
+
+    unknown = set(readers) - set(READERS)
+    if unknown:
+        raise ValueError(f"unknown readers {sorted(unknown)}; choose from {READERS}")
+    if not all(1 <= layer <= MINILM_LAYERS for layer in layers):
+        raise ValueError(f"layers must be 1..{MINILM_LAYERS}, got {layers}")
+    grammar = get_task(task).grammar
+    goals = grammar.goals()
+    rng = np.random.default_rng(0)  # the pool a policy trained with seed 0 sees (WordingPool)
+    pool = {s: [grammar.sample_template(s, "train", rng) for _ in range(templates)] for s in grammar.skills}
+    unseen = {s: [] for s in grammar.skills}
+    for s in grammar.skills:
+        while len(unseen[s]) < fresh:
+            t = grammar.sample_template(s, "train", rng)
+            if t not in pool[s] and t not in unseen[s]:
+                unseen[s].append(t)
+    heldout = {s: list(grammar.templates(s, "heldout")) for s in grammar.skills}
+    if heldout_per_skill is not None:
+        heldout = {s: [t[i] for i in rng.permutation(len(t))[:heldout_per_skill]] for s, t in heldout.items()}
+
+    started = time.time()
+    backbone = MiniLM()
+    features = {}
+    for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
+        texts, labels = _wordings(grammar, goals, chosen)
+        features[name] = (*_features(backbone, texts, max_tokens), labels)
+    skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
+
+    def report(predicted: dict[str, Tensor]) -> dict:
+        out = {}
+        for name in ("fresh_train", "heldout"):
+            labels = features[name][3]
+            correct = predicted[name] == labels
+            out[name] = _rate(correct) | {
+                "per_skill": {s: _rate(correct[skills[labels] == i]) for i, s in enumerate(grammar.skills)},
+                "skill_right": _rate(skills[predicted[name]] == skills[labels]),
+            }
+        return out
+
+    results = {}
+    for kind in readers:
+        for layer in layers if "tokens" in kind else (MINILM_LAYERS,):
+            sets = {
+                n: (states[layer], mask, sentence, labels) for n, (states, mask, sentence, labels) in features.items()
+            }
+            runs = []
+            for seed in range(1 if kind == "sentence-knn" else seeds):
+                if kind == "sentence-knn":
+                    bank, bank_labels = sets["train"][2], sets["train"][3]
+                    predicted = {n: bank_labels[(sets[n][2] @ bank.T).argmax(1)] for n in ("fresh_train", "heldout")}
+                else:
+                    predicted = _train_reader(kind, sets, len(goals), steps, seed)
+                runs.append(report(predicted))
+            results[f"{kind} (tokens of layer {layer})" if "tokens" in kind else kind] = {
+                "runs": runs,
+                "fresh_train": round(float(np.mean([r["fresh_train"]["rate"] for r in runs])), 4),
+                "heldout": round(float(np.mean([r["heldout"]["rate"] for r in runs])), 4),
+                "heldout_per_skill": {
+                    s: round(float(np.mean([r["heldout"]["per_skill"][s]["rate"] for r in runs])), 4)
+                    for s in grammar.skills
+                },
+            }
+    return {
+        "task": task,
+        "goals": len(goals),
+        "pool_templates_per_skill": templates,
+        "wordings": {name: len(features[name][3]) for name in features},
+        "steps": steps,
+        "seeds": seeds,
+        "seconds": round(time.time() - started, 1),
+        "readers": results,
+    }
+
+
+def _train_reader(kind: str, sets: dict, goals: int, steps: int, seed: int) -> dict[str, Tensor]:
+    """Fit a Reader on sets["train"]; -> its predicted goal for each other set."""
+    torch.manual_seed(seed)
+    reader = Reader(kind, goals)
+    optimizer = torch.optim.AdamW(reader.parameters(), lr=1e-3, weight_decay=1e-4)
+    tokens, mask, sentence, labels = sets["train"]
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = torch.randint(len(labels), (128,), generator=generator)
+        loss = nn.functional.cross_entropy(reader(tokens[batch], mask[batch], sentence[batch]), labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    reader.eval()
+    with torch.no_grad():
+        return {n: reader(*sets[n][:3]).argmax(1) for n in ("fresh_train", "heldout")}

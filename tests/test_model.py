@@ -429,3 +429,14 @@ def test_the_text_tokens_are_read_from_the_configured_minilm_layer():
     assert torch.allclose(tokens, words_only.text.proj(states[3]), atol=1e-5)
     with pytest.raises(ValueError, match="minilm_layer"):
         VLAModel(tiny_model_config(text={"kind": "minilm", "minilm_layer": 7}), PROPRIO_DIM)
+
+
+@pytest.mark.parametrize("name", ["lift", "tabletop", "mt10", "mt50"])
+def test_every_shipped_training_config_loads_and_builds_its_model(root, name):
+    """A bad key or value in configs/*.yaml fails here, not hours into `vla train`."""
+    from vla_policy.config import load_config
+
+    config = load_config(str(root / "configs" / f"{name}.yaml"))
+    model = VLAModel(config.model, PROPRIO_DIM)
+    if name == "tabletop":
+        assert model.text.minilm_layer == 3

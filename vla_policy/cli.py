@@ -537,8 +537,8 @@ def _text_probe_args(p):
     p.add_argument("--templates", type=int, default=256, help="training templates per skill (train.reword_templates)")
     p.add_argument("--steps", type=int, default=1500, help="training steps of each reader")
     p.add_argument("--seeds", type=int, default=3, help="trainings of each reader")
-    p.add_argument("--readers", default=",".join(("tokens", "sentence", "tokens+sentence", "sentence-knn")))
-    p.add_argument("--layers", default="6,3", help="MiniLM layers whose token features the token readers read")
+    p.add_argument("--readers", help="comma-separated: tokens, sentence, tokens+sentence, sentence-knn (default: all)")
+    p.add_argument("--layers", help="MiniLM layers whose token features the token readers read (default: 6,3)")
 
 
 @command(
@@ -549,8 +549,12 @@ def _text_probe_args(p):
 def run_text_probe(args) -> int:
     from vla_policy.eval.text_probe import text_probe
 
-    readers, layers = tuple(args.readers.split(",")), tuple(int(x) for x in args.layers.split(","))
-    emit(text_probe(args.task, args.templates, steps=args.steps, seeds=args.seeds, readers=readers, layers=layers))
+    chosen = {}
+    if args.readers:
+        chosen["readers"] = tuple(args.readers.split(","))
+    if args.layers:
+        chosen["layers"] = tuple(int(x) for x in args.layers.split(","))
+    emit(text_probe(args.task, args.templates, steps=args.steps, seeds=args.seeds, **chosen))
     return 0
 
 

@@ -52,18 +52,20 @@ class Reader(nn.Module):
         return self.out(pooled[:, 0])  # (B, G)
 
 
-def _features(backbone, texts: list[str], max_tokens: int) -> tuple[Tensor, Tensor, Tensor]:
-    """-> (7, N, L, 384) every layer's token features (0: embeddings), (N, L) mask, (N, 384)
-    sentence embeddings (pooled from the last layer), in batches."""
+def _features(backbone, texts: list[str], max_tokens: int, layers: tuple[int, ...]) -> tuple[dict, Tensor, Tensor]:
+    """-> {layer: (N, L, 384) token features} for the asked layers, (N, L) mask, (N, 384) sentence
+    embeddings (pooled from the last layer), in batches; the other layers are not kept."""
     from vla_policy.models.text import pooled_sentence, tokenize
 
-    states, masks = [], []
+    states, masks, sentences = {layer: [] for layer in layers}, [], []
     for start in range(0, len(texts), 512):
         ids, mask = tokenize(texts[start : start + 512], max_tokens)
-        states.append(torch.stack(backbone.hidden_states(ids, mask)))
+        hidden = backbone.hidden_states(ids, mask)
+        for layer in layers:
+            states[layer].append(hidden[layer])
         masks.append(mask)
-    states, mask = torch.cat(states, 1), torch.cat(masks)
-    return states, mask, pooled_sentence(states[-1], mask)
+        sentences.append(pooled_sentence(hidden[-1], mask))
+    return {layer: torch.cat(s) for layer, s in states.items()}, torch.cat(masks), torch.cat(sentences)
 
 
 def _wordings(grammar, goals, templates: dict[str, list[str]]) -> tuple[list[str], Tensor]:
@@ -125,7 +127,7 @@ def text_probe(
     features = {}
     for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
         texts, labels = _wordings(grammar, goals, chosen)
-        features[name] = (*_features(backbone, texts, max_tokens), labels)
+        features[name] = (*_features(backbone, texts, max_tokens, tuple(set(layers) | {MINILM_LAYERS})), labels)
     skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
 
     def report(predicted: dict[str, Tensor]) -> dict:

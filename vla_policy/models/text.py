@@ -209,6 +209,6 @@ class TextEncoder(nn.Module):
                 fresh[keys[i]] = (words[j], None if sentence is None else sentence[j])
             if len(self._features) < 10_000:
                 self._features.update(fresh)
-        rows = [self._features.get(k) or fresh[k] for k in keys]
+        rows = [fresh[k] if k in fresh else self._features[k] for k in keys]
         words = torch.stack([w for w, _ in rows])
         return words, None if not self.sentence_token else torch.stack([s for _, s in rows])

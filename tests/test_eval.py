@@ -8,7 +8,7 @@ import os
 import pytest
 
 from sim.env import EnvConfig
-from vla_policy.eval.metrics import paired_comparison, wilson_interval
+from vla_policy.eval.metrics import paired_comparison, paired_reports, wilson_interval
 from vla_policy.eval.report import write_report
 from vla_policy.eval.runner import POLICIES, evaluate, register_policy, skill_average
 
@@ -42,6 +42,33 @@ def test_paired_comparison_counts_discordant_seeds_and_gives_exact_mcnemar():
         "difference": 0,
         "p_mcnemar": 1.0,
     }
+
+
+def _report(outcomes: str, skills: str, first_seed: int = 0) -> dict:
+    """A report as `vla eval` writes it: seeds from `first_seed`, skill p(ick) or s(tack) per episode."""
+    names = {"p": "pick", "s": "stack"}
+    episodes = [
+        {"seed": first_seed + i, "success": c == "1", "skill": names[k]}
+        for i, (c, k) in enumerate(zip(outcomes, skills))
+    ]
+    per_skill = {n: [e["success"] for e in episodes if e["skill"] == n] for n in sorted(set(names[k] for k in skills))}
+    rates = [sum(v) / len(v) for v in per_skill.values()]
+    return {"episodes": episodes, "skill_average": {"rate": sum(rates) / len(rates)}}
+
+
+def test_paired_reports_say_won_and_lost_overall_and_per_skill():
+    train = _report("11110011", "ppppssss")  # pick 4/4, stack 2/4: skill average 0.75
+    heldout = _report("10110110", "ppppssss")  # pick 3/4 (lost seed 1), stack 2/4 (won 5, lost 7)
+    c = paired_reports(train, heldout)
+    assert (c["episodes"], c["won"], c["lost"], c["unpaired_seeds"]) == (8, 1, 2, 0)
+    assert (c["per_skill"]["pick"]["won"], c["per_skill"]["pick"]["lost"]) == (0, 1)
+    assert (c["per_skill"]["stack"]["won"], c["per_skill"]["stack"]["lost"]) == (1, 1)
+    assert c["skill_average_ratio"] == pytest.approx(0.625 / 0.75)
+    # Other seeds are other scenes: only the shared ones pair, the rest are counted.
+    shifted = paired_reports(train, _report("1111", "pppp", first_seed=6))
+    assert (shifted["episodes"], shifted["unpaired_seeds"]) == (2, 8)
+    with pytest.raises(ValueError, match="share no episode seeds"):
+        paired_reports(train, _report("1", "p", first_seed=100))
 
 
 def test_skill_average_counts_each_skill_once():
@@ -180,6 +207,19 @@ def test_eval_cli_writes_report_videos_and_plots(tmp_path, vla_cmd):
     ]
     assert (out / "success.png").stat().st_size > 0 and (out / "actions.png").stat().st_size > 0
     assert not (out / ".media").exists()
+
+
+def test_eval_cli_pairs_its_report_with_another_on_the_same_seeds(tmp_path, vla_cmd):
+    import subprocess
+
+    reference = tmp_path / "reference.json"  # the second seed failed there
+    reference.write_text(json.dumps(_report("10", "pp", first_seed=1_000_000)))
+    out = tmp_path / "eval"
+    args = ["eval", "--task", "pick", "--episodes", "2", "--paired-with", str(reference), "--out", str(out)]
+    subprocess.run([*vla_cmd, *args, "--videos", "0"], check=True, capture_output=True)
+    paired = json.loads((out / "report.json").read_text())["paired"]
+    assert (paired["reference"], paired["episodes"], paired["won"], paired["lost"]) == (str(reference), 2, 1, 0)
+    assert paired["skill_average_ratio"] == pytest.approx(2.0)
 
 
 def test_reruns_are_exact(tmp_path):

@@ -117,13 +117,19 @@ def test_oversized_frames_and_hostile_instructions_are_refused(tiny_checkpoint, 
     with policy_node(tiny_checkpoint, tmp_path, max_instruction_chars=100, max_image_pixels=64 * 64) as (robot, proc):
         _run(robot)
         robot.size = 200  # 40,000 pixels: refused before decoding
+        changed = time.monotonic()
         robot.spin_until(
             lambda: int(robot.last_diagnostics().get("rejected/camera/agentview", 0)) >= 2,
             10,
             "oversized frames counted as rejected",
             publish_hz=10,
         )
-        assert not _moving(robot, 0.3)
+        # No frame is accepted after the change: within 250 ms the last accepted one is stale (200 ms,
+        # config/policy.yaml) and the chunk planned on it (0.2 s) has played; every action after is a
+        # hold. (Waiting on the 1 Hz diagnostics alone left the moves before that in the window.)
+        robot.spin_for(max(0.0, changed + 0.6 - time.monotonic()), publish_hz=10)
+        late = [a for t, a in robot.actions if t > changed + 0.25]
+        assert late and all(is_hold(a) for a in late), "moved on refused frames"
         robot.size = 32
         assert "pixels" in (tmp_path / "policy_node.log").read_text()
         # Over-long, control characters, invalid UTF-8: each refused, and the node holds until a good one.

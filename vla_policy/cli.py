@@ -368,6 +368,11 @@ def _eval_args(p):
     p.add_argument("--out", help="directory for report.json, videos/ and plots")
     p.add_argument("--videos", type=int, default=10, help="failure videos to keep (plus 3 successes)")
     p.add_argument(
+        "--paired-with",
+        metavar="REPORT",
+        help="a report.json over the same seeds (e.g. training wordings): add seeds won and lost against it",
+    )
+    p.add_argument(
         "--policy-args",
         default="{}",
         help='JSON keyword arguments for the policy, e.g. \'{"replan_every": 4, "ensemble_gripper": true}\'',
@@ -415,7 +420,12 @@ def run_eval(args) -> int:
     media = Path(args.out) / ".media" if args.out and args.videos else None
     if media is not None:
         media.mkdir(parents=True, exist_ok=True)
+    reference = json.loads(Path(args.paired_with).read_text()) if args.paired_with else None  # fail before the run
     report = evaluate(config, spec, args.episodes, args.seed, args.workers, media_dir=media)
+    if reference is not None:
+        from vla_policy.eval.metrics import paired_reports
+
+        report["paired"] = {"reference": args.paired_with, **paired_reports(reference, report)}
     if args.out:
         write_report(report, args.out, media, failure_videos=args.videos)
     failed = [
@@ -435,6 +445,8 @@ def _eval_suite(args, tasks: tuple[str, ...]) -> int:
     from vla_policy.eval.runner import checkpoint_env_config, evaluate
     from vla_policy.eval.suite import suite_summary
 
+    if args.paired_with:
+        raise ValueError("--paired-with compares one task's reports; a group's suite.json is compared per task")
     if not args.checkpoint and args.policy != "expert":
         raise ValueError("a task group is evaluated with --checkpoint, or --policy expert (the upper bound)")
     extra = json.loads(args.policy_args)

@@ -45,3 +45,30 @@ def paired_comparison(reference: dict[str, bool], other: dict[str, bool]) -> dic
         "difference": won - lost,
         "p_mcnemar": min(1.0, 2 * tail) if discordant else 1.0,
     }
+
+
+def paired_reports(reference: dict, report: dict) -> dict:
+    """`report` against `reference`, two `vla eval` reports over the same seeds (the same scenes
+    and goals; e.g. held-out wordings against training wordings): seeds won and lost, overall and
+    per skill, and the ratio of the two per-skill averages. Seeds only one report has are left out
+    and counted."""
+    ours = {r["seed"]: r for r in report["episodes"]}
+    theirs = {r["seed"]: r for r in reference["episodes"]}
+    shared = sorted(set(ours) & set(theirs))
+    if not shared:
+        raise ValueError("the two reports share no episode seeds; evaluate both with the same --seed")
+
+    def outcomes(records: dict, seeds: list) -> dict:
+        return {s: bool(records[s]["success"]) for s in seeds}
+
+    per_skill = {}
+    for skill in sorted({str(theirs[s].get("skill")) for s in shared}):
+        seeds = [s for s in shared if str(theirs[s].get("skill")) == skill]
+        per_skill[skill] = paired_comparison(outcomes(theirs, seeds), outcomes(ours, seeds))
+    reference_average = reference["skill_average"]["rate"]
+    return {
+        **paired_comparison(outcomes(theirs, shared), outcomes(ours, shared)),
+        "unpaired_seeds": len(set(ours) ^ set(theirs)),
+        "per_skill": per_skill,
+        "skill_average_ratio": report["skill_average"]["rate"] / reference_average if reference_average else None,
+    }

@@ -100,10 +100,9 @@ def test_grounding_cli_on_the_shipped_checkpoint(vla_cmd):
         check=True,
     ).stdout
     # The shipped policy reads the object's name: on this scene, over the grammar's 12 listed
-    # pick wordings, its first chunk heads for the named cube 8 times and its target head finds
-    # it 9 times (8/8 on the two wordings it was trained on); one that ignored the words would
-    # by chance 3 times.
+    # pick wordings, its first chunk heads for the named cube and its target head finds it 12
+    # times each; one that ignored the words would by chance 3 times.
     report = json.loads(out)
     for probe in ("heads_for_named_object", "target_head_finds_named_object"):
         result = report[probe]
-        assert result["pairs"] == 12 and result["chance"] == 0.25 and result["hits"] >= 7, (probe, result)
+        assert result["pairs"] == 12 and result["chance"] == 0.25 and result["hits"] >= 10, (probe, result)

@@ -64,7 +64,7 @@ def test_a_checkpoint_from_before_the_keypoint_token_still_loads(tiny_checkpoint
 
 def test_the_shipped_gate_holds_the_out_of_scope_commands_and_accepts_the_tasks_wordings(root):
     """The 100 commands in tests/data/out_of_scope.json were written apart from the gate's
-    generator and never trained on; docs/RESULTS.md reports 97 held."""
+    generator and never trained on; docs/RESULTS.md reports 96 held."""
     from sim.tasks import get_task
     from vla_policy.gate import load_gate
     from vla_policy.models.text import MiniLM

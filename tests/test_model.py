@@ -440,3 +440,11 @@ def test_every_shipped_training_config_loads_and_builds_its_model(root, name):
     model = VLAModel(config.model, PROPRIO_DIM)
     if name == "tabletop":
         assert model.text.minilm_layer == 3
+
+
+def test_the_policy_benchmark_times_a_recipe_with_privileged_objectives(root):
+    """`vla bench policy --config configs/tabletop.yaml` trains with the position objectives on."""
+    from vla_policy.bench.policy_bench import bench_policy
+
+    result = bench_policy(str(root / "configs" / "tabletop.yaml"), repeats=1, train_steps=1)
+    assert result["train_samples_per_s"] > 0 and all(h["p50_ms"] > 0 for h in result["heads"])

@@ -82,6 +82,7 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
         "actions": torch.rand(batch_size, h, 7) * 2 - 1,
         "action_mask": torch.ones(batch_size, h, dtype=torch.bool),
     }
+    raw.update(_privileged_targets(config, ids, mask))
     start = None
     for i in range(steps + 2):
         if i == 2:
@@ -92,6 +93,20 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
         loss.backward()
         optim.step()
     return steps * batch_size / (time.perf_counter() - start)
+
+
+def _privileged_targets(config: Config, ids: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Random targets of the enabled privileged objectives (what DemoWindows.batch gathers from a
+    dataset's object states), so a recipe that trains with them is timed with them."""
+    aux, b = config.model.aux, ids.shape[0]
+    out = {}
+    if aux.object_position:
+        out["object_position"] = torch.randn(b, 3 * aux.objects)  # (B, 3K) dm from the gripper
+    if aux.target_position:
+        out |= {"target_text_ids": ids, "target_text_mask": mask, "target_position": torch.randn(b, 3)}
+    if aux.place_position:
+        out |= {"place_position": torch.randn(b, 3), "place_valid": torch.ones(b, dtype=torch.bool)}
+    return out
 
 
 def bench_policy(

@@ -39,11 +39,16 @@ TYPES = {
 }
 
 
-def _write_episode(bag: BagWriter, index: int, t0: float, steps: int, succeed: bool) -> list[np.ndarray]:
-    """Like sim_node at 20 Hz: a frame per step, the action sent 10 ms after each frame."""
+def _write_episode(
+    bag: BagWriter, index: int, t0: float, steps: int, succeed: bool, after_marker: tuple = ()
+) -> list[np.ndarray]:
+    """Like sim_node at 20 Hz: a frame per step, the action sent 10 ms after each frame.
+    `after_marker`: (topic, receive time, serialized message)s filed just after the marker."""
     ns = lambda t: int(t * 1e9)  # noqa: E731
     bag.split()
     bag.write("/sim/episode", _cdr("std_msgs/msg/UInt32", data=index), ns(t0))
+    for topic, received, data in after_marker:
+        bag.write(topic, data, ns(received))
     bag.write("/vla/instruction", _cdr("std_msgs/msg/String", data=f"task {index}"), ns(t0))
     actions = []
     for k in range(steps + 1):
@@ -165,3 +170,45 @@ def test_each_episode_gets_the_instruction_received_with_its_marker():
     assert _instruction([(5.0, "old")], [(7.0, "new")], []) == "new"
     assert _instruction([(5.0, "old")], [], []) == "old"
     assert _instruction([], [], [10.0]) is None
+
+
+def test_frames_sent_before_the_marker_or_after_the_end_are_not_steps(tmp_path):
+    """A robot publishes frames while it waits, and the policy keeps sending actions. One sent just
+    before the reset may be filed after the marker's split (the recorder files in the order its
+    executor takes messages, logs by reception); frames after the end show no step either."""
+    ns = lambda t: int(t * 1e9)  # noqa: E731
+    image = lambda t, value: _cdr(  # noqa: E731
+        "sensor_msgs/msg/Image",
+        header=_header(t),
+        height=8,
+        width=8,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=24,
+        data=np.full(8 * 8 * 3, value, np.uint8),
+    )
+    layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+    stale_action = np.r_[np.full(6, 0.5), 1.0]
+    bag = BagWriter(tmp_path / "bag")
+    for topic, msg_type in (*TYPES.items(), ("/sim/episode_end", "std_msgs/msg/Bool")):
+        bag.add_topic(topic, msg_type)
+    stale = _cdr("std_msgs/msg/Float64MultiArray", layout=layout, data=stale_action)
+    bag.write("/camera/agentview/image_raw", image(99.9, 200), ns(99.9))  # waiting, before the first episode
+    bag.write("/vla/action", stale, ns(99.95))
+    # The frame sent 20 ms before the marker (the reset in between) is filed after the split, and
+    # an action on it arrives before the episode's first frame.
+    after_marker = (("/camera/agentview/image_raw", 99.98, image(99.98, 200)), ("/vla/action", 100.0005, stale))
+    sent = _write_episode(bag, 0, 100.0, 6, succeed=False, after_marker=after_marker)
+    end = 100.0 + 0.001 + 0.05 * 6  # the last frame's; the horizon, as sim_node tells it
+    bag.write("/sim/episode_end", _cdr("std_msgs/msg/Bool", data=False), ns(end + 0.003))
+    bag.write("/vla/action", stale, ns(end + 0.02))
+    bag.write("/camera/agentview/image_raw", image(end + 0.05, 201), ns(end + 0.05))  # idle after the end
+    bag.close()
+
+    convert_bag(tmp_path / "bag", tmp_path / "out.hdf5", task="synthetic", topics=_topics())
+    with open_dataset(tmp_path / "out.hdf5") as f:
+        assert len(f["data"]) == 1
+        episode = read_episode(f["data"]["demo_0"])
+    assert len(episode) == len(sent) == 6
+    assert np.array_equal(episode.actions, np.stack(sent))
+    assert episode.obs["agentview_image"][:, 0, 0, 0].tolist() == list(range(6))

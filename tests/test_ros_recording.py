@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import rclpy
+from mcap.reader import make_reader
 from rclpy.node import Node
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
@@ -96,6 +97,19 @@ def test_teleop_session_records_to_mcap_survives_a_kill_and_converts_to_hdf5(tmp
         ]
         assert episodes == [0, 1, 2]
         assert sum(1 for _ in reader.messages()) == sum(c.msgcount for c in reader.connections)
+
+    # Each message is kept with when it was sent and when the middleware received it (as rosbag2
+    # does), not when the recorder's executor got to it: a frame is sent after its stamp is taken.
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    with open(sorted(bag.glob("*.mcap"))[1], "rb") as stream:
+        frames = [
+            (typestore.deserialize_cdr(message.data, "sensor_msgs/msg/Image").header.stamp, message)
+            for _, channel, message in make_reader(stream).iter_messages()
+            if channel.topic == "/camera/agentview/image_raw"
+        ]
+    assert len(frames) >= HORIZON
+    for stamp, message in frames:
+        assert stamp.sec * 10**9 + stamp.nanosec <= message.publish_time < message.log_time
 
     out = tmp_path / "session.hdf5"
     summary = convert_bag(bag, out, task="lift")

@@ -7,8 +7,11 @@ its `sim/episode` marker (`_instruction`), or without markers the first recorded
 the last one before it. A step is one frame of the reference (first) camera:
 the other cameras, joint states and end-effector pose nearest to its stamp form the observation,
 and the action is the newest `vla/action` received before the next frame -- the command the
-robot executed between the two frames. An episode ends at its first success or episode-end
-message. Recordings hold no simulator state, so `states` has zero columns: such a dataset
+robot executed between the two frames. Frames received before the episode's marker are not its
+own (a robot publishes while it waits, and the recorder may file a frame it had not yet written
+after the marker's split); the episode ends at its first success or episode-end message. Times
+are the bag's log times, which recorder_node takes from the middleware's reception, not from
+when its executor got to the message. Recordings hold no simulator state, so `states` has zero columns: such a dataset
 trains and evaluates, but cannot be replayed state by state.
 
 Reads with `rosbags` (pure Python); nothing here imports ROS.
@@ -104,11 +107,14 @@ def _episode(data: dict, instruction: str | None, topics: BagTopics, task: str, 
     reference = s[topics.cameras[0]]
     if instruction is None or not reference.stamps or not s["action"].stamps or not s["joints"].stamps:
         return None
+    start_time = min(data["starts"], default=-np.inf)
     end_time = min((t for t, _ in data["ends"]), default=np.inf)
     success = any(ok for _, ok in data["ends"])
     action_times = np.asarray(s["action"].stamps)
     steps = []
     for i in range(len(reference.stamps) - 1):
+        if reference.values[i][0] < start_time:  # sent before the episode began: the scene it shows is gone
+            continue
         received_next = reference.values[i + 1][0]
         if received_next >= end_time:  # the next frame shows no action's result: the episode is over
             break

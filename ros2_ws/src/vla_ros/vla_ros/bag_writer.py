@@ -56,12 +56,19 @@ class BagWriter:
             raise ValueError(f"unknown message type {msg_type!r} for {name}")
         self.topics[name] = _Topic(name, msg_type, qos_yaml)
 
-    def write(self, topic: str, serialized: bytes, log_time_ns: int) -> None:
+    def write(self, topic: str, serialized: bytes, log_time_ns: int, publish_time_ns: int | None = None) -> None:
+        """One message: `log_time_ns` when it was received, `publish_time_ns` when it was sent
+        (the publisher's clock; the log time when unknown), as rosbag2's MCAP storage keeps them."""
         if self._writer is None:
             self._open()
         if topic not in self._channels:
             self._channels[topic] = self._register(topic)
-        self._writer.add_message(self._channels[topic], log_time=log_time_ns, data=serialized, publish_time=log_time_ns)
+        self._writer.add_message(
+            self._channels[topic],
+            log_time=log_time_ns,
+            data=serialized,
+            publish_time=log_time_ns if publish_time_ns is None else publish_time_ns,
+        )
         current = self.files[-1]
         current.start, current.end = min(current.start, log_time_ns), max(current.end, log_time_ns)
         current.count += 1

@@ -14,6 +14,7 @@ import signal
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 
 from vla_ros.bag_writer import BagWriter
 
@@ -78,14 +79,21 @@ class RecorderNode(Node):
             qos, offered = _qos_for(publishers)
             self.bag.add_topic(topic, msg_type, offered)
             self.subscribed[topic] = self.create_subscription(
-                message_class(msg_type), topic, lambda data, topic=topic: self._on_message(topic, data), qos, raw=True
+                message_class(msg_type),
+                topic,
+                lambda data, info, topic=topic: self._on_message(topic, data, info),
+                qos,
+                raw=True,
             )
             self.get_logger().info(f"subscribed {topic} [{msg_type}]")
 
-    def _on_message(self, topic: str, data: bytes) -> None:
+    def _on_message(self, topic: str, data: bytes, info: MessageInfo) -> None:
+        # Logged at the middleware's reception, as rosbag2 does: a busy executor takes messages
+        # from its queues in no order across topics, and late (from_bag orders steps by these).
+        received = info["received_timestamp"] or self.get_clock().now().nanoseconds
         if topic == self.split_topic:
             self.bag.split()
-        self.bag.write(topic, data, self.get_clock().now().nanoseconds)
+        self.bag.write(topic, data, received, publish_time_ns=info["source_timestamp"] or received)
 
 
 def main(args=None) -> None:

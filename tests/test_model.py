@@ -431,6 +431,24 @@ def test_the_text_tokens_are_read_from_the_configured_minilm_layer():
         VLAModel(tiny_model_config(text={"kind": "minilm", "minilm_layer": 7}), PROPRIO_DIM)
 
 
+def test_a_learned_query_reads_the_instruction_that_conditions_the_vision_encoder():
+    from vla_policy.losses import masked_mean
+
+    config = tiny_model_config(vision={"instructed_keypoints": 2}, text={"condition": "attention"})
+    model = VLAModel(config, PROPRIO_DIM)
+    batch = random_batch(config)
+    text, mask = model.text.encode(batch["text_ids"], batch["text_mask"])
+    condition = model.instruction_condition(batch["text_ids"], batch["text_mask"])  # (B, D)
+    assert torch.allclose(condition, model.condition_pool(text, mask)[:, 0])
+    assert not torch.allclose(condition, masked_mean(text, mask), atol=1e-3)
+    model.compute_loss(batch)["total"].backward()  # the policy's loss reaches the query (the keypoints)
+    assert model.condition_pool.queries.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="text.condition"):
+        VLAModel(tiny_model_config(vision={"film": True}, text={"condition": "max"}), PROPRIO_DIM)
+    with pytest.raises(ValueError, match="has none"):
+        VLAModel(tiny_model_config(text={"condition": "attention"}), PROPRIO_DIM)
+
+
 @pytest.mark.parametrize("name", ["lift", "tabletop", "mt10", "mt50"])
 def test_every_shipped_training_config_loads_and_builds_its_model(root, name):
     """A bad key or value in configs/*.yaml fails here, not hours into `vla train`."""

@@ -10,6 +10,8 @@ training wording. The readers are the policy's text pathways in miniature:
 - `sentence`: MiniLM's pooled sentence embedding through an MLP;
 - `tokens+sentence`: the sentence embedding as one more token before the word tokens
   (`model.text.sentence_token`);
+- `tokens-mean`: the same token features, mean-pooled: what the instruction condition of the
+  vision encoder (its FiLM and instructed keypoints) is made of;
 - `sentence-knn`: no training, the goal of the nearest training wording in sentence space (what
   the instruction gate looks up).
 
@@ -25,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from vla_policy.eval.metrics import wilson_interval
+from vla_policy.losses import masked_mean
 
-READERS = ("tokens", "sentence", "tokens+sentence", "sentence-knn")
+READERS = ("tokens", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn")
 
 
 class Reader(nn.Module):
@@ -45,6 +48,8 @@ class Reader(nn.Module):
         if self.kind == "sentence":
             return self.out(self.sentence_proj(sentence))
         keys = self.token_proj(tokens)  # (B, L, D)
+        if self.kind == "tokens-mean":
+            return self.out(masked_mean(keys, mask))
         if self.kind == "tokens+sentence":
             keys = torch.cat([self.sentence_proj(sentence)[:, None], keys], 1)  # (B, 1 + L, D)
             mask = torch.cat([mask.any(1, keepdim=True), mask], 1)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from vla_policy.config import ModelConfig
 from vla_policy.losses import masked_mean
 from vla_policy.models.encoders import ProprioEncoder, VisionEncoder
-from vla_policy.models.fusion import Modalities, build_fusion
+from vla_policy.models.fusion import AttentionPool, Modalities, build_fusion
 from vla_policy.models.heads import build_head
 from vla_policy.models.layers import Transformer, make_attn_mask
 from vla_policy.models.text import TextEncoder
@@ -48,6 +48,11 @@ class VLAModel(nn.Module):
         )
         t = config.text
         self.text = TextEncoder(t.kind, d, config.heads, t.layers, t.max_tokens, t.sentence_token, t.minilm_layer)
+        if t.condition not in ("mean", "attention"):
+            raise ValueError(f"unknown text.condition {t.condition!r}; choose 'mean' or 'attention'")
+        if t.condition == "attention" and not self.vision.conditioned:
+            raise ValueError("text.condition=attention reads the condition of the vision encoder; it has none")
+        self.condition_pool = AttentionPool(d, config.heads, 1) if t.condition == "attention" else None
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
         self.backbone = Transformer(d, config.heads, config.backbone_layers, config.ff_mult, config.dropout)
@@ -83,9 +88,7 @@ class VLAModel(nn.Module):
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
         text, text_mask = self.text.encode(batch["text_ids"], batch["text_mask"])  # (B, L', D), (B, L')
-        condition = (
-            masked_mean(text, text_mask) if self.vision.conditioned else None
-        )  # (B, D), as instruction_condition
+        condition = self._condition(text, text_mask) if self.vision.conditioned else None  # (B, D)
         vision, vision_mask, features = self.vision(
             batch["images"], batch["camera_mask"], condition, with_features=True
         )
@@ -216,7 +219,13 @@ class VLAModel(nn.Module):
 
     def instruction_condition(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L) ids and mask -> (B, D) the vector that conditions the vision encoder."""
-        return masked_mean(*self.text.encode(text_ids, text_mask))
+        return self._condition(*self.text.encode(text_ids, text_mask))
+
+    def _condition(self, text: Tensor, text_mask: Tensor) -> Tensor:
+        """(B, L', D) text tokens, (B, L') mask -> (B, D) (`text.condition`)."""
+        if self.condition_pool is None:
+            return masked_mean(text, text_mask)
+        return self.condition_pool(text, text_mask)[:, 0]
 
     def predict_target_position(self, images: Tensor, text_ids: Tensor, text_mask: Tensor, proprio: Tensor) -> Tensor:
         """(B, C, 3, S, S) images, an instruction, (B, >=1, D) proprio tokens -> (B, 3) where the object

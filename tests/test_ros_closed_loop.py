@@ -2,10 +2,10 @@
 sim_demo.launch.py starts them) on the shipped language checkpoint, with the recorder beside them;
 the recorded session then becomes training data.
 
-`make demo` plays three seeded tabletop episodes (a pick, a stack, a pick). The shipped
-checkpoint picks well and seldom stacks (docs/RESULTS.md: pick 48/56, stack 10/143 on fresh
-seeds), and through the nodes real time makes each run a little different (2/3 here, the stack
-failing), so one success of three is required; a failed episode runs to the horizon, and the
+`make demo` plays three seeded tabletop episodes (a pick, a stack, a pick). In-process the
+shipped checkpoint solves most of them (docs/RESULTS.md: pick 56/56, stack 137/143 on fresh
+seeds; through the nodes 3/3 here, the one before it 2/3), but real time makes each run a little
+different, so one success of three is required; a failed episode runs to the horizon, and the
 recording of it must hold no step from before its reset or after its end."""
 
 import json

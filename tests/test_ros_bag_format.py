@@ -28,6 +28,29 @@ def _header(t: float):
     )
 
 
+def _ns(t: float) -> int:
+    return int(t * 1e9)
+
+
+def _image(t: float, value: int) -> bytes:
+    """An 8x8 frame stamped t, every pixel `value`."""
+    return _cdr(
+        "sensor_msgs/msg/Image",
+        header=_header(t),
+        height=8,
+        width=8,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=24,
+        data=np.full(8 * 8 * 3, value, np.uint8),
+    )
+
+
+def _action(values: np.ndarray) -> bytes:
+    layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
+    return _cdr("std_msgs/msg/Float64MultiArray", layout=layout, data=values)
+
+
 TYPES = {
     "/camera/agentview/image_raw": "sensor_msgs/msg/Image",
     "/joint_states": "sensor_msgs/msg/JointState",
@@ -44,30 +67,15 @@ def _write_episode(
 ) -> list[np.ndarray]:
     """Like sim_node at 20 Hz: a frame per step, the action sent 10 ms after each frame.
     `after_marker`: (topic, receive time, serialized message)s filed just after the marker."""
-    ns = lambda t: int(t * 1e9)  # noqa: E731
     bag.split()
-    bag.write("/sim/episode", _cdr("std_msgs/msg/UInt32", data=index), ns(t0))
+    bag.write("/sim/episode", _cdr("std_msgs/msg/UInt32", data=index), _ns(t0))
     for topic, received, data in after_marker:
-        bag.write(topic, data, ns(received))
-    bag.write("/vla/instruction", _cdr("std_msgs/msg/String", data=f"task {index}"), ns(t0))
+        bag.write(topic, data, _ns(received))
+    bag.write("/vla/instruction", _cdr("std_msgs/msg/String", data=f"task {index}"), _ns(t0))
     actions = []
     for k in range(steps + 1):
         t = t0 + 0.001 + 0.05 * k
-        frame = np.full((8, 8, 3), k, np.uint8)
-        bag.write(
-            "/camera/agentview/image_raw",
-            _cdr(
-                "sensor_msgs/msg/Image",
-                header=_header(t),
-                height=8,
-                width=8,
-                encoding="rgb8",
-                is_bigendian=0,
-                step=24,
-                data=frame.ravel(),
-            ),
-            ns(t),
-        )
+        bag.write("/camera/agentview/image_raw", _image(t, k), _ns(t))
         bag.write(
             "/joint_states",
             _cdr(
@@ -78,19 +86,18 @@ def _write_episode(
                 velocity=np.zeros(0),
                 effort=np.zeros(0),
             ),
-            ns(t + 0.001),
+            _ns(t + 0.001),
         )
         pose = T["geometry_msgs/msg/Pose"](
             position=T["geometry_msgs/msg/Point"](x=float(k), y=0.0, z=0.0),
             orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
         )
-        bag.write("/eef_pose", _cdr("geometry_msgs/msg/PoseStamped", header=_header(t), pose=pose), ns(t + 0.001))
+        bag.write("/eef_pose", _cdr("geometry_msgs/msg/PoseStamped", header=_header(t), pose=pose), _ns(t + 0.001))
         if k == steps:
-            bag.write("/vla/success", _cdr("std_msgs/msg/Bool", data=succeed), ns(t + 0.002))
+            bag.write("/vla/success", _cdr("std_msgs/msg/Bool", data=succeed), _ns(t + 0.002))
             break
         action = np.r_[np.full(6, k / 100), -1.0]
-        layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
-        bag.write("/vla/action", _cdr("std_msgs/msg/Float64MultiArray", layout=layout, data=action), ns(t + 0.01))
+        bag.write("/vla/action", _action(action), _ns(t + 0.01))
         actions.append(action)
     return actions
 
@@ -176,33 +183,20 @@ def test_frames_sent_before_the_marker_or_after_the_end_are_not_steps(tmp_path):
     """A robot publishes frames while it waits, and the policy keeps sending actions. One sent just
     before the reset may be filed after the marker's split (the recorder files in the order its
     executor takes messages, logs by reception); frames after the end show no step either."""
-    ns = lambda t: int(t * 1e9)  # noqa: E731
-    image = lambda t, value: _cdr(  # noqa: E731
-        "sensor_msgs/msg/Image",
-        header=_header(t),
-        height=8,
-        width=8,
-        encoding="rgb8",
-        is_bigendian=0,
-        step=24,
-        data=np.full(8 * 8 * 3, value, np.uint8),
-    )
-    layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
-    stale_action = np.r_[np.full(6, 0.5), 1.0]
     bag = BagWriter(tmp_path / "bag")
     for topic, msg_type in (*TYPES.items(), ("/sim/episode_end", "std_msgs/msg/Bool")):
         bag.add_topic(topic, msg_type)
-    stale = _cdr("std_msgs/msg/Float64MultiArray", layout=layout, data=stale_action)
-    bag.write("/camera/agentview/image_raw", image(99.9, 200), ns(99.9))  # waiting, before the first episode
-    bag.write("/vla/action", stale, ns(99.95))
+    stale = _action(np.r_[np.full(6, 0.5), 1.0])
+    bag.write("/camera/agentview/image_raw", _image(99.9, 200), _ns(99.9))  # waiting, before the first episode
+    bag.write("/vla/action", stale, _ns(99.95))
     # The frame sent 20 ms before the marker (the reset in between) is filed after the split, and
     # an action on it arrives before the episode's first frame.
-    after_marker = (("/camera/agentview/image_raw", 99.98, image(99.98, 200)), ("/vla/action", 100.0005, stale))
+    after_marker = (("/camera/agentview/image_raw", 99.98, _image(99.98, 200)), ("/vla/action", 100.0005, stale))
     sent = _write_episode(bag, 0, 100.0, 6, succeed=False, after_marker=after_marker)
     end = 100.0 + 0.001 + 0.05 * 6  # the last frame's; the horizon, as sim_node tells it
-    bag.write("/sim/episode_end", _cdr("std_msgs/msg/Bool", data=False), ns(end + 0.003))
-    bag.write("/vla/action", stale, ns(end + 0.02))
-    bag.write("/camera/agentview/image_raw", image(end + 0.05, 201), ns(end + 0.05))  # idle after the end
+    bag.write("/sim/episode_end", _cdr("std_msgs/msg/Bool", data=False), _ns(end + 0.003))
+    bag.write("/vla/action", stale, _ns(end + 0.02))
+    bag.write("/camera/agentview/image_raw", _image(end + 0.05, 201), _ns(end + 0.05))  # idle after the end
     bag.close()
 
     convert_bag(tmp_path / "bag", tmp_path / "out.hdf5", task="synthetic", topics=_topics())

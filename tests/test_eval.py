@@ -8,9 +8,12 @@ import os
 import pytest
 
 from sim.env import EnvConfig
+from sim.tasks import get_task
 from vla_policy.eval.metrics import paired_comparison, paired_reports, wilson_interval
 from vla_policy.eval.report import write_report
 from vla_policy.eval.runner import POLICIES, evaluate, register_policy, skill_average
+
+GRAMMAR = get_task("tabletop").grammar
 
 
 @pytest.mark.parametrize(
@@ -86,11 +89,23 @@ def test_expert_through_the_runner():
     assert report["overall"]["successes"] == 2
     assert report["named_object"]["rate"] == 1.0
     assert [r["seed"] for r in report["episodes"]] == [1_000_000, 1_000_001]
+    assert [order.split(":")[0] for order in report["per_frame"]] == ["train pick"] * len(report["per_frame"])
     assert all(r["inference_ms_p50"] is not None for r in report["episodes"])
     assert all(
         0 <= r["inference_ms_p50"] <= r["inference_ms_max"] and r["inference_ms_mean"] <= r["inference_ms_max"]
         for r in report["episodes"]
     )
+
+
+def test_a_grammar_task_reports_success_per_word_order():
+    config = EnvConfig(task="tabletop", cameras=(), instructions="heldout")
+    report = evaluate(config, {"kind": "expert"}, episodes=3, seed=1_000_000)
+    frames = [GRAMMAR.frame(r["instruction"]) for r in report["episodes"]]
+    assert all(f.startswith("heldout ") for f in frames)
+    assert {f: sum(f == g for g in frames) for f in frames} == {
+        f: rates["episodes"] for f, rates in report["per_frame"].items()
+    }
+    assert sum(r["successes"] for r in report["per_frame"].values()) == report["overall"]["successes"]
 
 
 def test_a_report_write_killed_before_its_rename_leaves_the_previous_report(tmp_path, monkeypatch):

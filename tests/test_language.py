@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from sim.tasks.language import HELDOUT, TRAIN, Grammar
+from sim.tasks.language import HELDOUT, SPLITS, TRAIN, Grammar
 from sim.tasks.objects import CUBE_COLORS
 
 GRAMMAR = Grammar(tuple(CUBE_COLORS))
@@ -54,6 +54,20 @@ def test_every_wording_parses_back_to_its_goal_and_split(split):
                     goal.direction,
                 ), text
                 assert found_split == split, text
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_every_wording_names_the_word_order_it_follows(split):
+    for skill in ("pick", "stack", "push"):
+        goal = GRAMMAR.goals(skill)[-1]
+        for frame in SPLITS[split].frames[skill]:
+            for template in GRAMMAR.templates(skill, split, frame):
+                assert GRAMMAR.frame(GRAMMAR.render(template, goal)) == f"{split} {skill}: {frame}", template
+    assert (
+        GRAMMAR.frame("Atop the blue brick, deposit the red piece!")
+        == "heldout stack: {R} the {o} {m}, {V} the {c} {n}"
+    )
+    assert GRAMMAR.frame("open the drawer") is None
 
 
 def test_parse_reads_case_punctuation_and_phrasal_verbs_and_refuses_what_no_goal_says():

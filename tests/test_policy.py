@@ -279,3 +279,22 @@ def test_the_instruction_gate_holds_the_robot_on_what_it_does_not_understand(tin
     with SimEnv(config) as env:
         record = run_episode(env, Policy.from_checkpoint(inverted, device="cpu"), seed=1_000_000)
     assert record["refused"].startswith("instruction not understood") and not record["success"]
+
+
+def test_a_gates_wrong_refusals_are_counted_on_wordings_it_was_not_built_from():
+    """Measured with its own build seed, the draws would be the gate's very examples (a gate
+    built by `train.seed: 1` measured with `vla gate --seed 1`): those are skipped, not counted."""
+    from sim.tasks import get_task
+    from vla_policy.models.text import MiniLM
+    from vla_policy.train.gate import build_gate, measure_gate
+
+    task, backbone = get_task("tabletop"), MiniLM()
+    gate = build_gate(task.grammar, task.object_names, backbone, examples=40, seed=1)
+    asked = []
+    decide = gate.decide
+    gate.decide = lambda texts, embeddings: asked.extend(texts) or decide(texts, embeddings)
+    report = measure_gate(gate, backbone, task.grammar, ["open the drawer"], wordings=30, seed=1)
+    counted = asked[1:]  # after the out-of-scope command: the train wordings, then the held-out ones
+    assert len(counted) == 60 and report["train_wordings"] == 30
+    assert not set(counted) & set(gate.in_texts)
+    assert report["train_skipped_as_gate_examples"] >= 30  # the seed replays the gate's own draws

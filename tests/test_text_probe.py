@@ -19,6 +19,26 @@ def test_a_reader_names_the_goal_of_fresh_training_wordings_and_reports_heldout_
     run = tokens["runs"][0]["heldout"]
     assert run["total"] == 8 * 24 and 0 <= run["wilson95"][0] <= run["rate"] <= run["wilson95"][1] <= 1
     assert result["readers"]["sentence-knn"]["fresh_train"] > 0.5
+    # Per word order: each held-out frame of each skill, its wordings adding up to the whole split.
+    per_frame = run["per_frame"]
+    assert {order.split(":")[0] for order in per_frame} == {"heldout pick", "heldout stack", "heldout push"}
+    assert sum(r["total"] for r in per_frame.values()) == run["total"]
+    assert sum(r["hits"] for r in per_frame.values()) == run["hits"]
+    assert set(tokens["heldout_per_frame"]) == set(per_frame)
+    assert 0 <= run["stack_roles_swapped"] <= run["per_skill"]["stack"]["total"] - run["per_skill"]["stack"]["hits"]
+
+
+def test_a_stack_goal_read_with_its_cubes_swapped_is_counted_as_a_role_swap():
+    from sim.tasks import get_task
+    from vla_policy.eval.text_probe import _swapped
+
+    goals = get_task("tabletop").grammar.goals()
+    swapped = _swapped(goals)
+    stacks = [g for g in goals if g.skill == "stack"]
+    assert int(swapped.sum()) == len(stacks)  # every stack goal has exactly one role swap
+    a = goals.index(stacks[0])
+    b = next(i for i, g in enumerate(goals) if (g.target, g.place_on) == (stacks[0].place_on, stacks[0].target))
+    assert swapped[a, b] and swapped[b, a] and not swapped[a, a]
 
 
 def test_unknown_readers_and_layers_are_refused():

@@ -580,7 +580,12 @@ def _gate_args(p):
         "--out-of-scope", default="tests/data/out_of_scope.json", help="a JSON list of commands the policy must refuse"
     )
     p.add_argument("--wordings", type=int, default=2000, help="fresh wordings per split to count wrong refusals on")
-    p.add_argument("--seed", type=int, default=1, help="seed of those wordings (the gate is built with seed 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of those wordings (the gate is built with train.seed; its own examples are never counted)",
+    )
 
 
 @command("gate", "the instruction gate: build it into a checkpoint, and measure what it holds", _gate_args)

@@ -182,10 +182,12 @@ class Grammar:
         return goals
 
     # -------------------------------------------------------------- templates
-    def templates(self, skill: str, split: str) -> Iterator[str]:
-        """Every template of a skill in a split (only {c} {o} {d} left), in a fixed order."""
+    def templates(self, skill: str, split: str, frame: str | None = None) -> Iterator[str]:
+        """Every template of a skill in a split (only {c} {o} {d} left), or of one of its frames,
+        in a fixed order."""
         vocab = SPLITS[split]
-        for frame in vocab.frames[skill]:
+        frames = vocab.frames[skill] if frame is None else (frame,)
+        for frame in frames:
             slots = _slots(frame)
             for parts in product(*(vocab.choices(skill, s) for s in slots)):
                 body = frame
@@ -237,23 +239,38 @@ class Grammar:
     # ----------------------------------------------------------------- parse
     def parse(self, instruction: str) -> tuple[Goal, str] | None:
         """-> (the goal it words, its split), or None if no wording of this grammar says it."""
+        found = self._match(instruction)
+        if found is None:
+            return None
+        text, split, skill, _, match = found
+        groups = match.groupdict()
+        way = re.search("|".join(DIRECTIONS), groups["D"]).group() if groups.get("D") else None
+        return Goal(skill, text, target=groups["c"], place_on=groups.get("o"), direction=way), split
+
+    def frame(self, instruction: str) -> str | None:
+        """-> "<split> <skill>: <frame>", the word order an instruction follows (e.g. "heldout
+        stack: {R} the {o} {m}, {V} the {c} {n}"), or None if no wording of this grammar says it.
+        An evaluation groups its episodes by it: which word orders a policy follows."""
+        found = self._match(instruction)
+        return None if found is None else f"{found[1]} {found[2]}: {found[3]}"
+
+    def _match(self, instruction: str) -> tuple[str, str, str, str, re.Match] | None:
+        """-> (the normalised text, split, skill, frame, match) of the first frame whose pattern
+        says the instruction with a goal (a cube never goes on itself), or None."""
         text = normalize(instruction)
         bare = _unpunctuated(text)
         for split, parsers in self._parsers.items():
-            for skill, pattern in parsers:
+            for skill, frame, pattern in parsers:
                 match = pattern.fullmatch(bare)
                 if match is None:
                     continue
-                groups = match.groupdict()
-                way = re.search("|".join(DIRECTIONS), groups["D"]).group() if groups.get("D") else None
-                goal = Goal(skill, text, target=groups["c"], place_on=groups.get("o"), direction=way)
-                if goal.place_on is not None and goal.place_on == goal.target:
+                if match.groupdict().get("o") is not None and match["o"] == match["c"]:
                     return None
-                return goal, split
+                return text, split, skill, frame, match
         return None
 
-    def _compile(self, vocab: Vocabulary) -> list[tuple[str, re.Pattern]]:
-        """One pattern per (skill, frame); named groups c, o (colours) and D (the direction phrase)."""
+    def _compile(self, vocab: Vocabulary) -> list[tuple[str, str, re.Pattern]]:
+        """(skill, frame, pattern) per frame; named groups c, o (colours) and D (the direction phrase)."""
 
         def alternation(options) -> str:
             return "(?:" + "|".join(re.escape(o) for o in sorted(options, key=len, reverse=True)) + ")"
@@ -277,5 +294,5 @@ class Grammar:
                 body = body.replace("\\{c\\}", colour.format("c")).replace("\\{o\\}", colour.format("o"))
                 prefix = alternation(_unpunctuated(p) + " " for p in vocab.prefixes) if _takes_prefix(frame) else "(?!)"
                 pattern = f"(?:{prefix})?{body}{alternation(' ' + _unpunctuated(x) for x in vocab.suffixes)}?"
-                parsers.append((skill, re.compile(pattern)))
+                parsers.append((skill, frame, re.compile(pattern)))
         return parsers

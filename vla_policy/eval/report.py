@@ -66,9 +66,13 @@ def _pyplot():
 
 
 def plot_success(report: dict, path: Path) -> None:
-    """Success rate with Wilson 95% intervals per skill (left) and per instruction (right)."""
+    """Success rate with Wilson 95% intervals per skill (left) and per word order (right; per
+    instruction for a task without an instruction grammar)."""
     plt = _pyplot()
-    groups = [("skill", report["per_skill"]), ("instruction", report["per_instruction"])]
+    if report.get("per_frame"):
+        groups = [("skill", report["per_skill"]), ("word order", report["per_frame"])]
+    else:
+        groups = [("skill", report["per_skill"]), ("instruction", report["per_instruction"])]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 3]})
     for ax, (label, rates) in zip(axes, groups):
         names = list(rates)
@@ -83,7 +87,7 @@ def plot_success(report: dict, path: Path) -> None:
             [f"{n} (n={rates[n]['episodes']})" for n in names],
             rotation=60,
             ha="right",
-            fontsize=6 if label == "instruction" else 8,
+            fontsize=8 if label == "skill" else 6,
         )
         ax.set_ylim(0, 1.05)
         ax.set_title(f"success per {label}")

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from sim.env import EnvConfig, SimEnv, make_env
+from sim.tasks import TASKS
 from vla_policy import smoothness
 from vla_policy.eval.metrics import rate_summary
 from vla_policy.eval.rollout import rollout
@@ -289,6 +290,16 @@ def _group_rates(records: list[dict], key: str) -> dict:
     return {str(k): rate_summary(sum(v), len(v)) for k, v in sorted(groups.items(), key=lambda kv: str(kv[0]))}
 
 
+def _group_word_orders(records: list[dict], task: str) -> dict | None:
+    """Success per word order (the grammar frame each episode's instruction follows, e.g. "heldout
+    stack: {R} the {o} {m}, {V} the {c} {n}"), for a task with an instruction grammar; else None."""
+    grammar = getattr(TASKS.get(task), "grammar", None)  # a task group (mt10) has none
+    if grammar is None:
+        return None
+    orders = [{**r, "frame": grammar.frame(r.get("instruction") or "") or "not in the grammar"} for r in records]
+    return _group_rates(orders, "frame")
+
+
 def skill_average(per_skill: dict) -> dict:
     """The unweighted mean of the per-skill success rates (each skill counts once, however many
     episodes the task's goal mix gave it) and the fewest episodes any skill had."""
@@ -311,6 +322,7 @@ def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed
         "per_skill": per_skill,
         "skill_average": skill_average(per_skill),
         "per_instruction": _group_rates(records, "instruction"),
+        "per_frame": _group_word_orders(records, config.task),
         "named_object": rate_summary(sum(named), len(named)),
         "smoothness": smoothness.pooled([r["smoothness"] for r in records if r.get("smoothness")]),
         "refused": sum(bool(r.get("refused")) for r in records),  # held by the instruction gate

@@ -83,6 +83,16 @@ def _wordings(grammar, goals, templates: dict[str, list[str]]) -> tuple[list[str
     return texts, torch.tensor(labels)
 
 
+def _swapped(goals) -> Tensor:
+    """(G, G) bool: [a, b] when goal b is stack goal a with its two cubes' roles swapped."""
+    return torch.tensor(
+        [
+            [a.skill == b.skill == "stack" and (a.target, a.place_on) == (b.place_on, b.target) for b in goals]
+            for a in goals
+        ]
+    )
+
+
 def _rate(correct: Tensor) -> dict:
     hits, total = int(correct.sum()), len(correct)
     low, high = wilson_interval(hits, total)
@@ -104,7 +114,8 @@ def text_probe(
     reading the token features of each of MiniLM's `layers` (`model.text.minilm_layer`); -> how
     often each names the goal of (a) `fresh` training-split templates per skill outside the pool
     and (b) every held-out template (or a seeded `heldout_per_skill` of them), per skill and
-    overall, per seed and averaged."""
+    overall, per seed and averaged; held-out ones also per word order (grammar frame), and how
+    many stack wordings were read with the two cubes' roles swapped."""
     from sim.tasks import get_task
     from vla_policy.models.text import MINILM_LAYERS, MiniLM
 
@@ -129,11 +140,13 @@ def text_probe(
 
     started = time.time()
     backbone = MiniLM()
-    features = {}
+    features, orders = {}, {}
     for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
         texts, labels = _wordings(grammar, goals, chosen)
         features[name] = (*_features(backbone, texts, max_tokens, tuple(set(layers) | {MINILM_LAYERS})), labels)
+        orders[name] = [grammar.frame(t) for t in texts]
     skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
+    swapped = _swapped(goals)
 
     def report(predicted: dict[str, Tensor]) -> dict:
         out = {}
@@ -143,7 +156,14 @@ def text_probe(
             out[name] = _rate(correct) | {
                 "per_skill": {s: _rate(correct[skills[labels] == i]) for i, s in enumerate(grammar.skills)},
                 "skill_right": _rate(skills[predicted[name]] == skills[labels]),
+                # stack wordings read as the other cube on this one: the roles, not the words, missed
+                "stack_roles_swapped": int(swapped[labels, predicted[name]].sum()),
             }
+        correct = predicted["heldout"] == features["heldout"][3]
+        out["heldout"]["per_frame"] = {
+            order: _rate(correct[torch.tensor([o == order for o in orders["heldout"]])])
+            for order in sorted(set(orders["heldout"]))
+        }
         return out
 
     results = {}
@@ -168,6 +188,11 @@ def text_probe(
                     s: round(float(np.mean([r["heldout"]["per_skill"][s]["rate"] for r in runs])), 4)
                     for s in grammar.skills
                 },
+                "heldout_per_frame": {
+                    order: round(float(np.mean([r["heldout"]["per_frame"][order]["rate"] for r in runs])), 4)
+                    for order in runs[0]["heldout"]["per_frame"]
+                },
+                "heldout_stack_roles_swapped": float(np.mean([r["heldout"]["stack_roles_swapped"] for r in runs])),
             }
     return {
         "task": task,

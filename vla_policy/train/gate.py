@@ -142,8 +142,11 @@ def measure_gate(
     gate: InstructionGate, backbone, grammar, out_of_scope: list[str], wordings: int = 2000, seed: int = 1
 ):
     """How many of the out-of-scope commands the gate holds, and how often it wrongly refuses
-    fresh wordings of each split (seeded draws, goals uniform)."""
+    fresh wordings of each split (seeded draws, goals uniform). Fresh means none of the gate's own
+    in-scope examples: a draw that is one of them is skipped and counted (with the gate's build
+    seed as `seed`, the first draws replay its examples)."""
     rng = np.random.default_rng(seed)
+    known = set(gate.in_texts)
     checks = gate.decide(out_of_scope, embed(backbone, out_of_scope))
     report = {
         "out_of_scope": len(out_of_scope),
@@ -152,7 +155,16 @@ def measure_gate(
     }
     goals = grammar.goals()
     for split in ("train", "heldout"):
-        texts = [grammar.wording(goals[int(rng.integers(len(goals)))], split, rng) for _ in range(wordings)]
+        texts, skipped = [], 0
+        while len(texts) < wordings:
+            text = grammar.wording(goals[int(rng.integers(len(goals)))], split, rng)
+            if text in known:
+                skipped += 1
+                if skipped > 100 * wordings:
+                    raise ValueError(f"the gate's examples hold nearly every {split} wording; none fresh to measure")
+            else:
+                texts.append(text)
+        report[f"{split}_skipped_as_gate_examples"] = skipped
         refused = [t for t, c in zip(texts, gate.decide(texts, embed(backbone, texts))) if not c.accepted]
         report[f"{split}_wordings"] = wordings
         report[f"{split}_refused"] = len(refused)

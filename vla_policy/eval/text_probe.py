@@ -140,11 +140,11 @@ def text_probe(
 
     started = time.time()
     backbone = MiniLM()
-    features, orders = {}, {}
+    features = {}
     for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
         texts, labels = _wordings(grammar, goals, chosen)
         features[name] = (*_features(backbone, texts, max_tokens, tuple(set(layers) | {MINILM_LAYERS})), labels)
-        orders[name] = [grammar.frame(t) for t in texts]
+    heldout_orders = [grammar.frame(t) for t in texts]  # the held-out wordings' word orders (last in the loop)
     skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
     swapped = _swapped(goals)
 
@@ -161,8 +161,8 @@ def text_probe(
             }
         correct = predicted["heldout"] == features["heldout"][3]
         out["heldout"]["per_frame"] = {
-            order: _rate(correct[torch.tensor([o == order for o in orders["heldout"]])])
-            for order in sorted(set(orders["heldout"]))
+            order: _rate(correct[torch.tensor([o == order for o in heldout_orders])])
+            for order in sorted(set(heldout_orders))
         }
         return out
 

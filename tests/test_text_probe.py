@@ -10,7 +10,13 @@ from vla_policy.eval.text_probe import text_probe
 
 def test_a_reader_names_the_goal_of_fresh_training_wordings_and_reports_heldout_per_skill():
     result = text_probe(
-        templates=24, fresh=4, steps=300, seeds=1, readers=("tokens", "sentence-knn"), layers=(3,), heldout_per_skill=8
+        templates=24,
+        fresh=4,
+        steps=300,
+        seeds=1,
+        readers=("tokens", "sentence-knn"),
+        layers=(3, (3, 5)),
+        heldout_per_skill=8,
     )
     assert result["wordings"] == {"train": 24 * 24, "fresh_train": 4 * 24, "heldout": 8 * 24}
     tokens = result["readers"]["tokens (tokens of layer 3)"]
@@ -18,6 +24,7 @@ def test_a_reader_names_the_goal_of_fresh_training_wordings_and_reports_heldout_
     assert set(tokens["heldout_per_skill"]) == {"pick", "stack", "push"}
     run = tokens["runs"][0]["heldout"]
     assert run["total"] == 8 * 24 and 0 <= run["wilson95"][0] <= run["rate"] <= run["wilson95"][1] <= 1
+    assert result["readers"]["tokens (tokens of layers 3+5)"]["fresh_train"] >= 0.9  # two layers side by side
     assert result["readers"]["sentence-knn"]["fresh_train"] > 0.5
     # Per word order: each held-out frame of each skill, its wordings adding up to the whole split.
     per_frame = run["per_frame"]
@@ -46,3 +53,5 @@ def test_unknown_readers_and_layers_are_refused():
         text_probe(readers=("bag-of-words",))
     with pytest.raises(ValueError, match="layers"):
         text_probe(layers=(0,))
+    with pytest.raises(ValueError, match="layers"):
+        text_probe(layers=((3, 7),))

@@ -550,7 +550,10 @@ def _text_probe_args(p):
     p.add_argument("--steps", type=int, default=1500, help="training steps of each reader")
     p.add_argument("--seeds", type=int, default=3, help="trainings of each reader")
     p.add_argument("--readers", help="comma-separated: tokens, sentence, tokens+sentence, sentence-knn (default: all)")
-    p.add_argument("--layers", help="MiniLM layers whose token features the token readers read (default: 6,3)")
+    p.add_argument(
+        "--layers",
+        help="MiniLM layers whose token features the token readers read, 3+5 for two side by side (default: 6,3)",
+    )
 
 
 @command(
@@ -565,7 +568,7 @@ def run_text_probe(args) -> int:
     if args.readers:
         chosen["readers"] = tuple(args.readers.split(","))
     if args.layers:
-        chosen["layers"] = tuple(int(x) for x in args.layers.split(","))
+        chosen["layers"] = tuple(tuple(int(x) for x in spec.split("+")) for spec in args.layers.split(","))
     emit(text_probe(args.task, args.templates, steps=args.steps, seeds=args.seeds, **chosen))
     return 0
 

@@ -6,7 +6,8 @@ and the held-out split, whose verbs, nouns, relations, directions, fillers and f
 training wording. The readers are the policy's text pathways in miniature:
 
 - `tokens`: MiniLM's token features of one layer (`model.text.minilm_layer`), projected and
-  attention-pooled by a learned query (the policy reads its text tokens by attention);
+  attention-pooled by a learned query (the policy reads its text tokens by attention); a layer
+  set such as (3, 5) gives each token its features of those layers side by side (3+5);
 - `sentence`: MiniLM's pooled sentence embedding through an MLP;
 - `tokens+sentence`: the sentence embedding as one more token before the word tokens
   (`model.text.sentence_token`);
@@ -33,12 +34,13 @@ READERS = ("tokens", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn
 
 
 class Reader(nn.Module):
-    """(B, L, 384) token features, (B, L) mask, (B, 384) sentence embedding -> (B, G) goal logits."""
+    """(B, L, 384 k) token features (k layers side by side), (B, L) mask, (B, 384) sentence
+    embedding -> (B, G) goal logits."""
 
-    def __init__(self, kind: str, goals: int, dim: int = 128, heads: int = 4):
+    def __init__(self, kind: str, goals: int, dim: int = 128, heads: int = 4, token_dim: int = 384):
         super().__init__()
         self.kind = kind
-        self.token_proj = nn.Linear(384, dim)
+        self.token_proj = nn.Linear(token_dim, dim)
         self.sentence_proj = nn.Linear(384, dim)
         self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.attend = nn.MultiheadAttention(dim, heads, batch_first=True)
@@ -107,11 +109,12 @@ def text_probe(
     seeds: int = 3,
     max_tokens: int = 24,
     readers: tuple[str, ...] = READERS,
-    layers: tuple[int, ...] = (6, 3),
+    layers: tuple[int | tuple[int, ...], ...] = (6, 3),
     heldout_per_skill: int | None = None,
 ) -> dict:
     """Train each reader `seeds` times on the pool of `templates` training templates per skill,
-    reading the token features of each of MiniLM's `layers` (`model.text.minilm_layer`); -> how
+    reading the token features of each of MiniLM's `layers` (`model.text.minilm_layer`; a tuple
+    of layers is read side by side); -> how
     often each names the goal of (a) `fresh` training-split templates per skill outside the pool
     and (b) every held-out template (or a seeded `heldout_per_skill` of them), per skill and
     overall, per seed and averaged; held-out ones also per word order (grammar frame), and how
@@ -122,7 +125,8 @@ def text_probe(
     unknown = set(readers) - set(READERS)
     if unknown:
         raise ValueError(f"unknown readers {sorted(unknown)}; choose from {READERS}")
-    if not all(1 <= layer <= MINILM_LAYERS for layer in layers):
+    layer_sets = [(spec,) if isinstance(spec, int) else tuple(spec) for spec in layers]
+    if not all(layer_set and all(1 <= layer <= MINILM_LAYERS for layer in layer_set) for layer_set in layer_sets):
         raise ValueError(f"layers must be 1..{MINILM_LAYERS}, got {layers}")
     grammar = get_task(task).grammar
     goals = grammar.goals()
@@ -143,7 +147,8 @@ def text_probe(
     features = {}
     for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
         texts, labels = _wordings(grammar, goals, chosen)
-        features[name] = (*_features(backbone, texts, max_tokens, tuple(set(layers) | {MINILM_LAYERS})), labels)
+        wanted = tuple({layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS})
+        features[name] = (*_features(backbone, texts, max_tokens, wanted), labels)
     heldout_orders = [grammar.frame(t) for t in texts]  # the held-out wordings' word orders (last in the loop)
     skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
     swapped = _swapped(goals)
@@ -168,10 +173,11 @@ def text_probe(
 
     results = {}
     for kind in readers:
-        for layer in layers if "tokens" in kind else (MINILM_LAYERS,):
+        for layer_set in layer_sets if "tokens" in kind else [(MINILM_LAYERS,)]:
             sets = {
-                n: (states[layer], mask, sentence, labels) for n, (states, mask, sentence, labels) in features.items()
-            }
+                n: (torch.cat([states[layer] for layer in layer_set], -1), mask, sentence, labels)
+                for n, (states, mask, sentence, labels) in features.items()
+            }  # tokens (N, L, 384 k)
             runs = []
             for seed in range(1 if kind == "sentence-knn" else seeds):
                 if kind == "sentence-knn":
@@ -180,7 +186,8 @@ def text_probe(
                 else:
                     predicted = _train_reader(kind, sets, len(goals), steps, seed)
                 runs.append(report(predicted))
-            results[f"{kind} (tokens of layer {layer})" if "tokens" in kind else kind] = {
+            named = f"layer {layer_set[0]}" if len(layer_set) == 1 else "layers " + "+".join(map(str, layer_set))
+            results[f"{kind} (tokens of {named})" if "tokens" in kind else kind] = {
                 "runs": runs,
                 "fresh_train": round(float(np.mean([r["fresh_train"]["rate"] for r in runs])), 4),
                 "heldout": round(float(np.mean([r["heldout"]["rate"] for r in runs])), 4),
@@ -209,7 +216,7 @@ def text_probe(
 def _train_reader(kind: str, sets: dict, goals: int, steps: int, seed: int) -> dict[str, Tensor]:
     """Fit a Reader on sets["train"]; -> its predicted goal for each other set."""
     torch.manual_seed(seed)
-    reader = Reader(kind, goals)
+    reader = Reader(kind, goals, token_dim=sets["train"][0].shape[-1])
     optimizer = torch.optim.AdamW(reader.parameters(), lr=1e-3, weight_decay=1e-4)
     tokens, mask, sentence, labels = sets["train"]
     generator = torch.Generator().manual_seed(seed)

@@ -294,7 +294,41 @@ def test_a_gates_wrong_refusals_are_counted_on_wordings_it_was_not_built_from():
     decide = gate.decide
     gate.decide = lambda texts, embeddings: asked.extend(texts) or decide(texts, embeddings)
     report = measure_gate(gate, backbone, task.grammar, ["open the drawer"], wordings=30, seed=1)
-    counted = asked[1:]  # after the out-of-scope command: the train wordings, then the held-out ones
+    counted = asked[1:61]  # after the out-of-scope command: the train wordings, then the held-out ones
     assert len(counted) == 60 and report["train_wordings"] == 30
     assert not set(counted) & set(gate.in_texts)
     assert report["train_skipped_as_gate_examples"] >= 30  # the seed replays the gate's own draws
+    # then fresh draws of the out-of-scope generator, none of them the gate's own examples
+    generated = asked[61:]
+    assert len(generated) == report["generated_out_of_scope"] > 0 and not set(generated) & set(gate.out_texts)
+    assert 0 <= report["generated_out_of_scope_accepted"] <= len(generated)
+
+
+def test_a_gate_of_several_neighbours_outweighs_one_odd_example_and_keeps_its_count(tmp_path):
+    """One out-of-scope example nearer than every training wording refuses with one neighbour;
+    with three, the three training wordings close by outweigh it, and one training wording does not
+    outweigh three out-of-scope examples. The count ships with the gate."""
+    from vla_policy.gate import InstructionGate, load_gate
+
+    def unit(*xs):
+        v = torch.tensor(xs, dtype=torch.float32)
+        return v / v.norm()
+
+    query = unit(1, 0, 0)[None]  # (1, 3)
+    in_scope = torch.stack([unit(0.9, 0.44, 0), unit(0.9, 0, 0.44), unit(0.9, -0.44, 0)])  # cos 0.9 each
+    out_scope = torch.stack([unit(0.95, 0.31, 0), unit(0, 1, 0), unit(0, 0, 1)])  # cos 0.95, 0, 0
+    texts = ["lift the red cube"] * 3, ["x"] * 3
+    one = InstructionGate(in_scope, texts[0], out_scope, texts[1], ("red",))
+    three = InstructionGate(in_scope, texts[0], out_scope, texts[1], ("red",), neighbours=3)
+    assert not one.decide(["raise the red cube"], query)[0].accepted
+    check = three.decide(["raise the red cube"], query)[0]
+    assert check.accepted and check.similarity == pytest.approx(0.9, abs=0.01)
+    # and the other way round: one training wording nearer than three out-of-scope examples
+    odd_in = InstructionGate(out_scope, texts[0], in_scope, texts[1], ("red",))
+    assert odd_in.decide(["raise the red cube"], query)[0].accepted
+    odd_in_of_three = InstructionGate(out_scope, texts[0], in_scope, texts[1], ("red",), neighbours=3)
+    assert not odd_in_of_three.decide(["raise the red cube"], query)[0].accepted
+    three.save(tmp_path)
+    assert load_gate(tmp_path).neighbours == 3
+    with pytest.raises(ValueError, match="neighbours"):
+        InstructionGate(in_scope, texts[0], out_scope, texts[1], ("red",), neighbours=4)

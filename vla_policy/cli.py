@@ -589,12 +589,18 @@ def _gate_args(p):
         default=1,
         help="seed of those wordings (the gate is built with train.seed; its own examples are never counted)",
     )
+    p.add_argument(
+        "--neighbours",
+        type=int,
+        help="decide by the mean similarity of this many nearest examples of each kind (built in with --build; "
+        "without it, the checkpoint's own)",
+    )
 
 
 @command("gate", "the instruction gate: build it into a checkpoint, and measure what it holds", _gate_args)
 def run_gate(args) -> int:
     from sim.tasks import get_task
-    from vla_policy.gate import load_gate
+    from vla_policy.gate import InstructionGate, load_gate
     from vla_policy.models.text import MiniLM
     from vla_policy.train.checkpoint import read_checkpoint_meta
     from vla_policy.train.gate import build_gate, measure_gate
@@ -605,10 +611,14 @@ def run_gate(args) -> int:
         raise ValueError(f"the checkpoint's task {task.name!r} has no instruction grammar to build a gate from")
     backbone = MiniLM()
     if args.build:
-        build_gate(task.grammar, task.object_names, backbone).save(args.checkpoint)
+        build_gate(task.grammar, task.object_names, backbone, neighbours=args.neighbours or 1).save(args.checkpoint)
     gate = load_gate(args.checkpoint)
     if gate is None:
         raise ValueError(f"{args.checkpoint} has no instruction gate; --build makes one")
+    if args.neighbours:  # measured so; the checkpoint's own gate is unchanged without --build
+        gate = InstructionGate(
+            gate.in_scope, gate.in_texts, gate.out_scope, gate.out_texts, gate.objects, gate.report, args.neighbours
+        )
     with open(args.out_of_scope) as f:
         commands = json.load(f)
     emit(

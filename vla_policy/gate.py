@@ -5,6 +5,8 @@ paraphrases land close together). The gate keeps the embeddings of training word
 and of generated commands the policy cannot carry out (out of scope; vla_policy/train/gate.py).
 An instruction is accepted when it is closer to some training wording than to every out-of-scope
 example, and it names one of the scene's objects. A refusal says which neighbour it resembled.
+With `neighbours` k > 1 it compares the mean similarity of its k nearest of each kind instead: a
+single odd neighbour then weighs less, on both sides (docs/RESULTS.md has what that trades).
 
 Chosen by measurement over a classifier trained on the same examples (docs/RESULTS.md): the
 classifier learned "an unfamiliar word means out of scope" and refused most held-out wordings,
@@ -33,7 +35,8 @@ GATE_WEIGHTS, GATE_META = "instruction_gate.safetensors", "instruction_gate.json
 class InstructionGate:
     """in_scope (N, 384) and out_scope (M, 384) unit embeddings with their texts (MiniLM's
     sentence embeddings, `MiniLM.sentence_embedding`); `objects`: the names of the scene's
-    objects, one of which an instruction must name."""
+    objects, one of which an instruction must name; `neighbours`: how many nearest examples of
+    each kind the decision averages (1: the nearest alone)."""
 
     def __init__(
         self,
@@ -43,9 +46,13 @@ class InstructionGate:
         out_texts: list[str],
         objects: tuple[str, ...],
         report: dict | None = None,
+        neighbours: int = 1,
     ):
         if len(in_scope) != len(in_texts) or len(out_scope) != len(out_texts):
             raise ValueError("each embedding needs its text")
+        if not 1 <= neighbours <= min(len(in_texts), len(out_texts)):
+            raise ValueError(f"neighbours must be 1..{min(len(in_texts), len(out_texts))}, got {neighbours}")
+        self.neighbours = neighbours
         self.in_scope, self.out_scope = in_scope.float(), out_scope.float()
         self.in_texts, self.out_texts, self.objects = list(in_texts), list(out_texts), tuple(objects)
         self.report = report or {}
@@ -53,19 +60,21 @@ class InstructionGate:
 
     def decide(self, texts: list[str], embeddings: Tensor) -> list[InstructionCheck]:
         """texts and their (B, 384) sentence embeddings -> one decision each."""
-        near_in = (embeddings.float() @ self.in_scope.T).max(1)  # (B,) similarity, index
-        near_out = (embeddings.float() @ self.out_scope.T).max(1)
+        near_in = (embeddings.float() @ self.in_scope.T).topk(self.neighbours, 1)  # (B, k) similarities, indices
+        near_out = (embeddings.float() @ self.out_scope.T).topk(self.neighbours, 1)
+        score_in, score_out = near_in.values.mean(1), near_out.values.mean(1)  # (B,)
         checks = []
         for i, text in enumerate(texts):
-            s_in, s_out = float(near_in.values[i]), float(near_out.values[i])
-            nearest, unlike = self.in_texts[int(near_in.indices[i])], self.out_texts[int(near_out.indices[i])]
+            s_in, s_out = float(score_in[i]), float(score_out[i])
+            nearest, unlike = self.in_texts[int(near_in.indices[i, 0])], self.out_texts[int(near_out.indices[i, 0])]
             shown = text if len(text) <= 60 else text[:57] + "..."
+            similar = "similarity" if self.neighbours == 1 else f"mean similarity of the {self.neighbours} nearest"
             if not text.strip():
                 reason = "instruction not understood: it is empty"
             elif s_out >= s_in:
                 reason = (
                     f"instruction not understood: {shown!r} is closer to what this policy was not trained for "
-                    f"({unlike!r}, similarity {s_out:.2f}) than to anything it was ({nearest!r}, {s_in:.2f})"
+                    f"({unlike!r}, {similar} {s_out:.2f}) than to anything it was ({nearest!r}, {s_in:.2f})"
                 )
             elif not self._names.search(text.lower()):
                 reason = (
@@ -85,6 +94,7 @@ class InstructionGate:
         meta = {
             "encoder": "minilm mean-pooled, L2-normalised",
             "objects": list(self.objects),
+            "neighbours": self.neighbours,
             "report": self.report,
             "in_scope": self.in_texts,
             "out_of_scope": self.out_texts,
@@ -101,5 +111,5 @@ def load_gate(directory: str | Path) -> InstructionGate | None:
     tensors = load_file(str(directory / GATE_WEIGHTS))
     return InstructionGate(
         tensors["in_scope"], meta["in_scope"], tensors["out_scope"], meta["out_of_scope"], tuple(meta["objects"]),
-        meta.get("report"),
+        meta.get("report"), meta.get("neighbours", 1),
     )  # fmt: skip

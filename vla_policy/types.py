@@ -46,6 +46,6 @@ class InstructionCheck:
     """An instruction gate's decision on one instruction (vla_policy/gate.py)."""
 
     accepted: bool
-    similarity: float  # cosine similarity to the nearest training wording (1.0: no gate)
+    similarity: float  # cosine similarity to the nearest training wording(s), mean of the gate's k (1.0: no gate)
     nearest: str  # that wording ("" without a gate)
     reason: str  # "" when accepted, else "instruction not understood: ..."

@@ -113,42 +113,54 @@ def embed(backbone: MiniLM, texts: list[str], batch: int = 512) -> torch.Tensor:
 
 
 def build_gate(
-    grammar, objects: tuple[str, ...], backbone: MiniLM | None = None, examples: int = 6000, seed: int = 0
+    grammar,
+    objects: tuple[str, ...],
+    backbone: MiniLM | None = None,
+    examples: int = 6000,
+    seed: int = 0,
+    neighbours: int = 1,
 ) -> InstructionGate:
     """A gate over `examples` training wordings (goals drawn uniformly) and as many generated
-    out-of-scope commands (distinct ones)."""
+    out-of-scope commands (distinct ones), deciding by its `neighbours` nearest of each."""
     rng = np.random.default_rng(seed)
     backbone = backbone or MiniLM()
     goals = grammar.goals()
     positives = sorted({grammar.wording(goals[int(rng.integers(len(goals)))], "train", rng) for _ in range(examples)})
     negatives = sorted(set(out_of_scope_examples(grammar, rng, examples)))
-    gate = gate_from_examples(positives, negatives, objects, backbone)
+    gate = gate_from_examples(positives, negatives, objects, backbone, neighbours)
     gate.report["seed"] = seed
     return gate
 
 
 def gate_from_examples(
-    in_scope: list[str], out_of_scope: list[str], objects: tuple[str, ...], backbone: MiniLM | None = None
+    in_scope: list[str],
+    out_of_scope: list[str],
+    objects: tuple[str, ...],
+    backbone: MiniLM | None = None,
+    neighbours: int = 1,
 ) -> InstructionGate:
     """A gate over given examples (a task without a grammar lists its own)."""
     backbone = backbone or MiniLM()
     report = {"in_scope_examples": len(in_scope), "out_of_scope_examples": len(out_of_scope)}
     return InstructionGate(
-        embed(backbone, in_scope), in_scope, embed(backbone, out_of_scope), out_of_scope, objects, report
+        embed(backbone, in_scope), in_scope, embed(backbone, out_of_scope), out_of_scope, objects, report, neighbours
     )
 
 
 def measure_gate(
     gate: InstructionGate, backbone, grammar, out_of_scope: list[str], wordings: int = 2000, seed: int = 1
 ):
-    """How many of the out-of-scope commands the gate holds, and how often it wrongly refuses
-    fresh wordings of each split (seeded draws, goals uniform). Fresh means none of the gate's own
-    in-scope examples: a draw that is one of them is skipped and counted (with the gate's build
-    seed as `seed`, the first draws replay its examples)."""
+    """How many of the out-of-scope commands the gate holds, how many fresh commands of the
+    generator it builds its out-of-scope examples with it accepts (`wordings` draws, its own
+    examples and repeats left out), and how often it wrongly refuses fresh wordings of each split
+    (seeded draws, goals uniform). Fresh means none of the gate's own in-scope examples: a draw
+    that is one of them is skipped and counted (with the gate's build seed as `seed`, the first
+    draws replay its examples)."""
     rng = np.random.default_rng(seed)
     known = set(gate.in_texts)
     checks = gate.decide(out_of_scope, embed(backbone, out_of_scope))
     report = {
+        "neighbours": gate.neighbours,
         "out_of_scope": len(out_of_scope),
         "out_of_scope_held": sum(not c.accepted for c in checks),
         "out_of_scope_accepted": [t for t, c in zip(out_of_scope, checks) if c.accepted],
@@ -169,4 +181,10 @@ def measure_gate(
         report[f"{split}_wordings"] = wordings
         report[f"{split}_refused"] = len(refused)
         report[f"{split}_refused_examples"] = refused[:10]
+    own = set(gate.out_texts)
+    generated = [t for t in dict.fromkeys(out_of_scope_examples(grammar, rng, wordings)) if t not in own]
+    accepted = [t for t, c in zip(generated, gate.decide(generated, embed(backbone, generated))) if c.accepted]
+    report["generated_out_of_scope"] = len(generated)
+    report["generated_out_of_scope_accepted"] = len(accepted)
+    report["generated_out_of_scope_accepted_examples"] = accepted[:10]
     return report

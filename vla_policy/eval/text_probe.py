@@ -114,11 +114,11 @@ def text_probe(
 ) -> dict:
     """Train each reader `seeds` times on the pool of `templates` training templates per skill,
     reading the token features of each of MiniLM's `layers` (`model.text.minilm_layer`; a tuple
-    of layers is read side by side); -> how
-    often each names the goal of (a) `fresh` training-split templates per skill outside the pool
-    and (b) every held-out template (or a seeded `heldout_per_skill` of them), per skill and
-    overall, per seed and averaged; held-out ones also per word order (grammar frame), and how
-    many stack wordings were read with the two cubes' roles swapped."""
+    of layers is read side by side); -> how often each names the goal of (a) `fresh`
+    training-split templates per skill outside the pool and (b) every held-out template (or a
+    seeded `heldout_per_skill` of them), per skill and overall, per seed and averaged; held-out
+    ones also per word order (grammar frame), and how many stack wordings were read with the two
+    cubes' roles swapped."""
     from sim.tasks import get_task
     from vla_policy.models.text import MINILM_LAYERS, MiniLM
 
@@ -145,9 +145,9 @@ def text_probe(
     started = time.time()
     backbone = MiniLM()
     features = {}
+    wanted = tuple({layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS})
     for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
         texts, labels = _wordings(grammar, goals, chosen)
-        wanted = tuple({layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS})
         features[name] = (*_features(backbone, texts, max_tokens, wanted), labels)
     heldout_orders = [grammar.frame(t) for t in texts]  # the held-out wordings' word orders (last in the loop)
     skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])

@@ -549,7 +549,10 @@ def _text_probe_args(p):
     p.add_argument("--templates", type=int, default=256, help="training templates per skill (train.reword_templates)")
     p.add_argument("--steps", type=int, default=1500, help="training steps of each reader")
     p.add_argument("--seeds", type=int, default=3, help="trainings of each reader")
-    p.add_argument("--readers", help="comma-separated: tokens, sentence, tokens+sentence, sentence-knn (default: all)")
+    p.add_argument(
+        "--readers",
+        help="comma-separated: tokens, tokens-per-layer, tokens-mean, sentence, tokens+sentence, sentence-knn (default: all)",
+    )
     p.add_argument(
         "--layers",
         help="MiniLM layers whose token features the token readers read, 3+5 for two side by side (default: 6,3)",

@@ -8,6 +8,8 @@ training wording. The readers are the policy's text pathways in miniature:
 - `tokens`: MiniLM's token features of one layer (`model.text.minilm_layer`), projected and
   attention-pooled by a learned query (the policy reads its text tokens by attention); a layer
   set such as (3, 5) gives each token its features of those layers side by side (3+5);
+- `tokens-per-layer`: each layer of a set read on its own, by a projection and a query of its
+  own, the pooled vectors joined (a policy reading two layers as two token sets);
 - `sentence`: MiniLM's pooled sentence embedding through an MLP;
 - `tokens+sentence`: the sentence embedding as one more token before the word tokens
   (`model.text.sentence_token`);
@@ -30,7 +32,7 @@ from torch import Tensor, nn
 from vla_policy.eval.metrics import wilson_interval
 from vla_policy.losses import masked_mean
 
-READERS = ("tokens", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn")
+READERS = ("tokens", "tokens-per-layer", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn")
 
 
 class Reader(nn.Module):
@@ -45,10 +47,23 @@ class Reader(nn.Module):
         self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.attend = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, goals))
+        if kind == "tokens-per-layer":
+            k = token_dim // 384
+            self.layer_proj = nn.ModuleList(nn.Linear(384, dim) for _ in range(k))
+            self.layer_query = nn.Parameter(torch.randn(k, 1, 1, dim) * 0.02)
+            self.layer_attend = nn.ModuleList(nn.MultiheadAttention(dim, heads, batch_first=True) for _ in range(k))
+            self.merge = nn.Linear(k * dim, dim)
 
     def forward(self, tokens: Tensor, mask: Tensor, sentence: Tensor) -> Tensor:
         if self.kind == "sentence":
             return self.out(self.sentence_proj(sentence))
+        if self.kind == "tokens-per-layer":
+            pooled = []
+            for i, (proj, attend) in enumerate(zip(self.layer_proj, self.layer_attend)):
+                keys = proj(tokens[..., 384 * i : 384 * (i + 1)])  # (B, L, D): layer i's tokens
+                query = self.layer_query[i].expand(len(keys), -1, -1)  # (B, 1, D)
+                pooled.append(attend(query, keys, keys, key_padding_mask=~mask)[0][:, 0])
+            return self.out(self.merge(torch.cat(pooled, -1)))  # (B, k D) -> (B, G)
         keys = self.token_proj(tokens)  # (B, L, D)
         if self.kind == "tokens-mean":
             return self.out(masked_mean(keys, mask))

@@ -186,17 +186,16 @@ class Grammar:
         """Every template of a skill in a split (only {c} {o} {d} left), or of one of its frames,
         in a fixed order."""
         vocab = SPLITS[split]
-        frames = vocab.frames[skill] if frame is None else (frame,)
-        for frame in frames:
-            slots = _slots(frame)
+        for order in vocab.frames[skill] if frame is None else (frame,):
+            slots = _slots(order)
             for parts in product(*(vocab.choices(skill, s) for s in slots)):
-                body = frame
+                body = order
                 for slot, part in zip(slots, parts):
                     body = _fill(body, slot, part)
                 yield body
                 for suffix in vocab.suffixes:
                     yield body + suffix
-                if _takes_prefix(frame):
+                if _takes_prefix(order):
                     for prefix in vocab.prefixes:
                         yield prefix + body
 

@@ -164,7 +164,8 @@ def text_probe(
     for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
         texts, labels = _wordings(grammar, goals, chosen)
         features[name] = (*_features(backbone, texts, max_tokens, wanted), labels)
-    heldout_orders = [grammar.frame(t) for t in texts]  # the held-out wordings' word orders (last in the loop)
+        if name == "heldout":
+            heldout_orders = [grammar.frame(t) for t in texts]  # each held-out wording's word order
     skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
     swapped = _swapped(goals)
 

@@ -516,3 +516,51 @@ def test_train_builds_the_instruction_gate_into_every_checkpoint_and_resume_keep
     assert resumed.gate.in_texts == gate.in_texts
     resumed.train()
     assert load_gate(last).out_texts == gate.out_texts
+
+
+def test_a_goal_reading_policy_learns_the_goal_of_each_wording_and_acts_on_the_goal_alone(demos, tmp_path):
+    """text.condition=goal: the trainer gives the reader the grammar's goals, every reworded sample
+    carries its goal, the cross-entropy teaches the reader to name it, and downstream of the text
+    the model sees nothing of the wording but the goal read (two wordings whose reads agree act the
+    same)."""
+    from sim.tasks import get_task
+    from vla_policy.data.rewording import WordingPool
+    from vla_policy.models.text import _tokenizer
+
+    overrides = [
+        f"train.dataset={demos}",
+        f"train.out={tmp_path}",
+        "train.val_fraction=0",
+        "train.reword_templates=32",
+        "model.text.condition=goal",
+        "model.aux.goal=1.0",
+    ]
+    trainer = Trainer(load_config("tiny", overrides))
+    model, goals = trainer.model, WordingPool("pick", 4, 24).goals
+    assert trainer.config.model.text.goals == len(goals) == model.goal_reader.embed.shape[0]
+    torch.manual_seed(0)
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), trainer.train_set.demo_end[:-1]])  # each demo's first step
+    batch = prepare_batch(trainer.train_set.batch(starts), False, 0.0, trainer.device)
+    assert len(set(batch["goal"].tolist())) > 1
+    grammar = get_task("pick").grammar
+    fields = ("skill", "target", "place_on", "direction")
+    for ids, mask, goal in zip(batch["text_ids"], batch["text_mask"], batch["goal"]):  # each label: its wording's goal
+        parsed = grammar.parse(_tokenizer().decode(ids[mask].tolist()))[0]
+        assert [getattr(parsed, f) for f in fields] == [getattr(goals[goal], f) for f in fields]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model.compute_loss(batch)["goal"].item()
+    for _ in range(30):
+        optimizer.zero_grad()
+        model.compute_loss(batch)["total"].backward()
+        optimizer.step()
+    assert model.compute_loss(batch)["goal"].item() < 0.5 * first
+    assert torch.equal(model.read_goal(batch["text_ids"], batch["text_mask"]).argmax(-1), batch["goal"])
+    model.eval()
+    with torch.no_grad():
+        assert model.encode(batch).text.shape[1] == 1  # the backbone's one text token: the goal read
+        other = dict(batch, text_ids=batch["text_ids"].flip(0), text_mask=batch["text_mask"].flip(0))
+        model.goal_reader.classify[-1].weight.zero_()  # every wording now reads as the same goal mix
+        same = [model.sample_actions(b, generator=torch.Generator().manual_seed(1)) for b in (batch, other)]
+    assert torch.allclose(*same, atol=1e-5)
+    with pytest.raises(ValueError, match="goals"):
+        Trainer(load_config("tiny", [*overrides, "model.text.goals=3"]))

@@ -44,8 +44,12 @@ class TextConfig:
     # How the text tokens become the one vector that conditions the vision encoder (FiLM, the
     # instructed keypoints and so the grounding heads): "mean" pools them; "attention" reads them
     # with a learned query. A mean of MiniLM's layer-3 tokens names the goal of held-out wordings
-    # 50% of the time (stack 31%), a learned query 85% (stack 75%) (`vla text-probe`).
+    # 50% of the time (stack 31%), a learned query 85% (stack 75%) (`vla text-probe`). "goal":
+    # a learned query names the goal among the task grammar's goals and everything downstream of
+    # the text (this condition and the backbone's one text token) is the expected goal embedding
+    # (models/goal_reader.py; trained with aux.goal).
     condition: str = "mean"
+    goals: int = 0  # condition=goal: how many goals the task's grammar has (the trainer sets it)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class AuxLossConfig:
     # The same for the object the named one goes onto (stack's base), asked with the base's name
     # swapped; demos whose goal names no such object do not count. Needs target_position.
     place_position: float = 0.0
+    # text.condition=goal: cross-entropy of the goal the instruction is read as, against the goal
+    # of the sample's demo (needs train.reword_templates, whose grammar lists the goals).
+    goal: float = 0.0
 
 
 @dataclass(frozen=True)

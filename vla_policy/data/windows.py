@@ -116,6 +116,7 @@ class DemoWindows(Dataset):
         goal = demo_goal[demo]  # (B,)
         template = torch.randint(ids.shape[1], (len(t),), device=self.device)  # (B,)
         batch["text_ids"], batch["text_mask"] = ids[goal, template], mask[goal, template]
+        batch["goal"] = goal  # (B,) the goal's row in the grammar's order (aux.goal)
         if self.naming is not None:
             q = torch.multinomial((rows[goal] >= 0).float(), 1)[:, 0]  # (B,) which (role, object) to name
             other = rows[goal, q]  # (B,) the goal that names it

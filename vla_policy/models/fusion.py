@@ -40,6 +40,7 @@ class Modalities:
     proprio: Tensor  # (B, 1, D)
     cameras: int
     stem_features: Tensor | None = None  # (B*C, F, S/4, S/4) the vision stem's, for the grounding objective
+    goal_logits: Tensor | None = None  # (B, G) the goal the instruction is read as (text.condition=goal)
 
     @property
     def proprio_mask(self) -> Tensor:

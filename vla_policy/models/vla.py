@@ -23,6 +23,7 @@ from vla_policy.config import ModelConfig
 from vla_policy.losses import masked_mean
 from vla_policy.models.encoders import ProprioEncoder, VisionEncoder
 from vla_policy.models.fusion import AttentionPool, Modalities, build_fusion
+from vla_policy.models.goal_reader import GoalReader
 from vla_policy.models.heads import build_head
 from vla_policy.models.layers import Transformer, make_attn_mask
 from vla_policy.models.text import TextEncoder
@@ -48,11 +49,14 @@ class VLAModel(nn.Module):
         )
         t = config.text
         self.text = TextEncoder(t.kind, d, config.heads, t.layers, t.max_tokens, t.sentence_token, t.minilm_layer)
-        if t.condition not in ("mean", "attention"):
-            raise ValueError(f"unknown text.condition {t.condition!r}; choose 'mean' or 'attention'")
+        if t.condition not in ("mean", "attention", "goal"):
+            raise ValueError(f"unknown text.condition {t.condition!r}; choose 'mean', 'attention' or 'goal'")
         if t.condition == "attention" and not self.vision.conditioned:
             raise ValueError("text.condition=attention reads the condition of the vision encoder; it has none")
+        if config.aux.goal and t.condition != "goal":
+            raise ValueError("aux.goal trains the goal reader; set text.condition=goal")
         self.condition_pool = AttentionPool(d, config.heads, 1) if t.condition == "attention" else None
+        self.goal_reader = GoalReader(d, config.heads, t.goals) if t.condition == "goal" else None
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
         self.backbone = Transformer(d, config.heads, config.backbone_layers, config.ff_mult, config.dropout)
@@ -88,6 +92,10 @@ class VLAModel(nn.Module):
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
         text, text_mask = self.text.encode(batch["text_ids"], batch["text_mask"])  # (B, L', D), (B, L')
+        goal_logits = None
+        if self.goal_reader is not None:  # the backbone sees the goal read, one token: (B, 1, D), (B, 1)
+            goal_logits, goal = self.goal_reader(text, text_mask)  # (B, G), (B, D)
+            text, text_mask = goal[:, None], text_mask.any(1, keepdim=True)
         condition = self._condition(text, text_mask) if self.vision.conditioned else None  # (B, D)
         vision, vision_mask, features = self.vision(
             batch["images"], batch["camera_mask"], condition, with_features=True
@@ -110,6 +118,7 @@ class VLAModel(nn.Module):
             proprio=proprio,
             cameras=batch["images"].shape[1],
             stem_features=features,
+            goal_logits=goal_logits,
         )
 
     def prefix(self, m: Modalities, with_output: bool = False):
@@ -165,6 +174,10 @@ class VLAModel(nn.Module):
             aux["object_position"] = self._object_position_loss(context, prefix_mask, batch)
         if self.config.aux.target_position:
             aux.update(self._grounding_losses(batch, m))
+        if self.config.aux.goal:
+            if "goal" not in batch:
+                raise ValueError("aux.goal needs each sample's goal: train with train.reword_templates")
+            aux["goal"] = F.cross_entropy(m.goal_logits, batch["goal"])
         for name, value in aux.items():
             losses[name] = value
             total = total + getattr(self.config.aux, name) * value
@@ -219,10 +232,23 @@ class VLAModel(nn.Module):
 
     def instruction_condition(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L) ids and mask -> (B, D) the vector that conditions the vision encoder."""
-        return self._condition(*self.text.encode(text_ids, text_mask))
+        text, text_mask = self.text.encode(text_ids, text_mask)
+        if self.goal_reader is not None:
+            return self.goal_reader(text, text_mask)[1]
+        return self._condition(text, text_mask)
+
+    @torch.no_grad()
+    def read_goal(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
+        """(B, L) ids and mask -> (B, G) the probability of each of the task's goals (text.condition=goal)."""
+        if self.goal_reader is None:
+            raise RuntimeError("this model reads no goal (text.condition is not 'goal')")
+        return self.goal_reader(*self.text.encode(text_ids, text_mask))[0].softmax(-1)
 
     def _condition(self, text: Tensor, text_mask: Tensor) -> Tensor:
-        """(B, L', D) text tokens, (B, L') mask -> (B, D) (`text.condition`)."""
+        """(B, L', D) text tokens, (B, L') mask -> (B, D) (`text.condition`; with `goal` the one
+        token is the goal read)."""
+        if self.goal_reader is not None:
+            return text[:, 0]
         if self.condition_pool is None:
             return masked_mean(text, text_mask)
         return self.condition_pool(text, text_mask)[:, 0]

@@ -11,6 +11,7 @@ augmentation (seed + rank), and only rank 0 validates and writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -70,6 +71,18 @@ def warmup_cosine(warmup: int, total: int):
     return factor
 
 
+def _with_goals(config: Config, wordings: WordingPool | None) -> Config:
+    """The config with text.goals set to the number of goals the reader is to name: the task
+    grammar's, listed by the rewording pool."""
+    if wordings is None:
+        raise ValueError("model.text.condition=goal reads the task grammar's goals; set train.reword_templates")
+    text = config.model.text
+    if text.goals not in (0, len(wordings.goals)):
+        raise ValueError(f"model.text.goals is {text.goals} but the task's grammar has {len(wordings.goals)} goals")
+    text = dataclasses.replace(text, goals=len(wordings.goals))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, text=text))
+
+
 def split_demos(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     order = np.random.default_rng(seed).permutation(n).tolist()
     n_val = min(n - 1, max(1, round(n * val_fraction))) if n > 1 and val_fraction > 0 else 0
@@ -99,6 +112,8 @@ class Trainer:
             if t.reword_templates
             else None
         )
+        if config.model.text.condition == "goal":
+            config = self.config = _with_goals(config, wordings)
         self.train_set = DemoWindows(
             [demos[i] for i in train_ids], self.stats, config.model.chunk, self.device, wordings
         )

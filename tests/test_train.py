@@ -555,6 +555,26 @@ def test_a_goal_reading_policy_learns_the_goal_of_each_wording_and_acts_on_the_g
         optimizer.step()
     assert model.compute_loss(batch)["goal"].item() < 0.5 * first
     assert torch.equal(model.read_goal(batch["text_ids"], batch["text_mask"]).argmax(-1), batch["goal"])
+    # an evaluation records which goal the policy read, and whether it is the episode's
+    from sim.env import SimEnv
+    from vla_policy.eval.runner import _goal_read, _goal_read_rates
+    from vla_policy.policy import Policy
+
+    policy = Policy(model, trainer.config, trainer.stats, device="cpu")
+    text = _tokenizer().decode(batch["text_ids"][0][batch["text_mask"][0]].tolist())
+    assert policy.read_goal(text)[0] == int(batch["goal"][0]) and 0 < policy.read_goal(text)[1] <= 1
+    with SimEnv(EnvConfig(task="pick", image_size=32)) as env:
+        env.reset(seed=7, instruction=text)
+        truth = goals[int(batch["goal"][0])].to_dict()
+        records = [
+            {"success": True, **_goal_read(policy, env, truth)},
+            {"success": False, **_goal_read(policy, env, truth | {"target": "not a cube"})},
+        ]
+    assert records[0]["goal_read"]["target"] == truth["target"] and records[0]["goal_read_right"]
+    assert not records[1]["goal_read_right"]
+    rates = _goal_read_rates(records)
+    assert rates["right"]["successes"] == 1 and rates["success_when_wrong"]["successes"] == 0
+    assert _goal_read_rates([{"success": True}]) is None
     model.eval()
     with torch.no_grad():
         assert model.encode(batch).text.shape[1] == 1  # the backbone's one text token: the goal read

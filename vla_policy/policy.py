@@ -138,6 +138,15 @@ class Policy(ChunkPlayer):
         return backbone
 
     # ----------------------------------------------------------------- inputs
+    def read_goal(self, instruction: str) -> tuple[int, float] | None:
+        """For a model that reads its instruction as one of the task's goals (text.condition=goal):
+        (the goal's index in the task grammar's `goals()` order, its probability); else None."""
+        if getattr(self.model, "goal_reader", None) is None:
+            return None
+        probabilities = self.model.read_goal(*self._text(instruction))[0]  # (G,)
+        index = int(probabilities.argmax())
+        return index, float(probabilities[index])
+
     def _text(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
         if instruction not in self._text_cache:
             ids, mask = tokenize([instruction], self.config.model.text.max_tokens)

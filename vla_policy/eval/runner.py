@@ -132,6 +132,7 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
             acted_on_named=acted == goal.get("target"),
             clipped_actions=ep.clipped_actions,
         )
+        record.update(_goal_read(policy, env, goal))
         refusal = getattr(policy, "refusal", None)  # the policy's gate held the robot on this instruction
         if refusal is not None:
             record["refused"] = refusal.reason
@@ -159,6 +160,25 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
     record["inference_ms_mean"] = round(sum(ms) / len(ms), 3) if ms else None
     record["inference_ms_max"] = round(ms[-1], 3) if ms else None
     return record
+
+
+GOAL_FIELDS = ("skill", "target", "place_on", "direction")
+
+
+def _goal_read(policy, env: SimEnv, goal: dict) -> dict:
+    """For a policy that reads its instruction as one of the task grammar's goals: which goal it
+    read and whether that is the episode's (a failure then splits into reading and doing)."""
+    grammar = getattr(env.task, "grammar", None)
+    read = policy.read_goal(env.instruction) if grammar is not None and hasattr(policy, "read_goal") else None
+    if read is None:
+        return {}
+    index, probability = read
+    read_goal = grammar.goals()[index]
+    return {
+        "goal_read": {f: getattr(read_goal, f) for f in GOAL_FIELDS},
+        "goal_read_probability": round(probability, 4),
+        "goal_read_right": all(getattr(read_goal, f) == goal.get(f) for f in GOAL_FIELDS),
+    }
 
 
 # ------------------------------------------------------------ worker side
@@ -300,6 +320,21 @@ def _group_word_orders(records: list[dict], task: str) -> dict | None:
     return _group_rates(orders, "frame")
 
 
+def _goal_read_rates(records: list[dict]) -> dict | None:
+    """How often a goal-reading policy read the episode's goal, and its success when it did and
+    when it did not; None for a policy that reads no goal."""
+    read = [r for r in records if "goal_read_right" in r]
+    if not read:
+        return None
+    right = [r["success"] for r in read if r["goal_read_right"]]
+    wrong = [r["success"] for r in read if not r["goal_read_right"]]
+    return {
+        "right": rate_summary(len(right), len(read)),
+        "success_when_right": rate_summary(sum(right), len(right)),
+        "success_when_wrong": rate_summary(sum(wrong), len(wrong)),
+    }
+
+
 def skill_average(per_skill: dict) -> dict:
     """The unweighted mean of the per-skill success rates (each skill counts once, however many
     episodes the task's goal mix gave it) and the fewest episodes any skill had."""
@@ -324,6 +359,7 @@ def summarize(records: list[dict], config: EnvConfig, policy_spec: dict, elapsed
         "per_instruction": _group_rates(records, "instruction"),
         "per_frame": _group_word_orders(records, config.task),
         "named_object": rate_summary(sum(named), len(named)),
+        "goal_read": _goal_read_rates(records),
         "smoothness": smoothness.pooled([r["smoothness"] for r in records if r.get("smoothness")]),
         "refused": sum(bool(r.get("refused")) for r in records),  # held by the instruction gate
         "errors": sum(r["error"] is not None for r in records),

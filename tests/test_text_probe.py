@@ -56,3 +56,27 @@ def test_unknown_readers_and_layers_are_refused():
         text_probe(layers=(0,))
     with pytest.raises(ValueError, match="layers"):
         text_probe(layers=((3, 7),))
+
+
+def test_a_goal_reading_checkpoint_is_scored_by_its_own_reader_on_the_probes_wordings(tmp_path, tiny_checkpoint):
+    from sim.env import EnvConfig
+    from vla_policy.config import load_config
+    from vla_policy.data.collect import collect
+    from vla_policy.eval.text_probe import ProbeWordings, checkpoint_reading
+    from vla_policy.policy import Policy
+    from vla_policy.train.trainer import Trainer
+
+    demos = tmp_path / "pick.hdf5"
+    collect("pick", 2, demos, seed=3, config=EnvConfig(task="pick", image_size=32))
+    overrides = ["train.steps=2", "train.val_fraction=0", "train.reword_templates=8", "model.text.condition=goal"]
+    Trainer(load_config("tiny", [f"train.dataset={demos}", f"train.out={tmp_path / 'run'}", *overrides])).train()
+    checkpoint = tmp_path / "run" / "checkpoints" / "last"
+    result = checkpoint_reading(str(checkpoint), fresh=3, heldout_per_skill=5)
+    wordings = ProbeWordings("pick", 8, 3, 0, 5)
+    assert result["wordings"] == {"train": 8 * 4, "fresh_train": 3 * 4, "heldout": 5 * 4} and result["goals"] == 4
+    policy = Policy.from_checkpoint(checkpoint, device="cpu")  # the same reader, one wording at a time
+    texts, labels = wordings.sets["heldout"]
+    hits = sum(policy.read_goal(text)[0] == int(label) for text, label in zip(texts, labels))
+    assert result["reader"]["heldout"]["hits"] == hits and result["reader"]["heldout"]["total"] == len(texts)
+    with pytest.raises(ValueError, match="reads no goal"):
+        checkpoint_reading(str(tiny_checkpoint))

@@ -557,6 +557,11 @@ def _text_probe_args(p):
         "--layers",
         help="MiniLM layers whose token features the token readers read, 3+5 for two side by side (default: 6,3)",
     )
+    p.add_argument(
+        "--checkpoint",
+        help="instead of training readers, score this goal-reading policy's own reader (text.condition=goal) "
+        "on the same wordings",
+    )
 
 
 @command(
@@ -565,8 +570,11 @@ def _text_probe_args(p):
     _text_probe_args,
 )
 def run_text_probe(args) -> int:
-    from vla_policy.eval.text_probe import text_probe
+    from vla_policy.eval.text_probe import checkpoint_reading, text_probe
 
+    if args.checkpoint:
+        emit(checkpoint_reading(args.checkpoint))
+        return 0
     chosen = {}
     if args.readers:
         chosen["readers"] = tuple(args.readers.split(","))

@@ -116,6 +116,57 @@ def _rate(correct: Tensor) -> dict:
     return {"hits": hits, "total": total, "rate": round(hits / total, 4), "wilson95": [round(low, 4), round(high, 4)]}
 
 
+class ProbeWordings:
+    """The wordings a probe names the goals of, each set as texts and (N,) goal indices: `train`,
+    the pool of `templates` training templates per skill a policy trained with `seed` sees
+    (WordingPool); `fresh_train`, `fresh` training-split templates per skill outside the pool;
+    `heldout`, every held-out template (or a seeded `heldout_per_skill` of them)."""
+
+    def __init__(self, task: str, templates: int, fresh: int, seed: int = 0, heldout_per_skill: int | None = None):
+        from sim.tasks import get_task
+
+        self.grammar = grammar = get_task(task).grammar
+        self.goals = goals = grammar.goals()
+        rng = np.random.default_rng(seed)  # the pool a policy trained with this seed sees
+        pool = {s: [grammar.sample_template(s, "train", rng) for _ in range(templates)] for s in grammar.skills}
+        unseen = {s: [] for s in grammar.skills}
+        for s in grammar.skills:
+            while len(unseen[s]) < fresh:
+                t = grammar.sample_template(s, "train", rng)
+                if t not in pool[s] and t not in unseen[s]:
+                    unseen[s].append(t)
+        heldout = {s: list(grammar.templates(s, "heldout")) for s in grammar.skills}
+        if heldout_per_skill is not None:
+            heldout = {s: [t[i] for i in rng.permutation(len(t))[:heldout_per_skill]] for s, t in heldout.items()}
+        self.sets = {
+            name: _wordings(grammar, goals, chosen)
+            for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout))
+        }
+        self.heldout_orders = [grammar.frame(t) for t in self.sets["heldout"][0]]  # each held-out word order
+        self.skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
+        self.swapped = _swapped(goals)
+
+    def report(self, predicted: dict[str, Tensor]) -> dict:
+        """{set: (N,) predicted goal indices} -> how often each names the goal, per skill, per
+        held-out word order, and how many stack wordings were read with the cubes' roles swapped."""
+        out = {}
+        for name in ("fresh_train", "heldout"):
+            labels = self.sets[name][1]
+            correct = predicted[name] == labels
+            out[name] = _rate(correct) | {
+                "per_skill": {s: _rate(correct[self.skills[labels] == i]) for i, s in enumerate(self.grammar.skills)},
+                "skill_right": _rate(self.skills[predicted[name]] == self.skills[labels]),
+                # stack wordings read as the other cube on this one: the roles, not the words, missed
+                "stack_roles_swapped": int(self.swapped[labels, predicted[name]].sum()),
+            }
+        correct = predicted["heldout"] == self.sets["heldout"][1]
+        out["heldout"]["per_frame"] = {
+            order: _rate(correct[torch.tensor([o == order for o in self.heldout_orders])])
+            for order in sorted(set(self.heldout_orders))
+        }
+        return out
+
+
 def text_probe(
     task: str = "tabletop",
     templates: int = 256,
@@ -134,7 +185,6 @@ def text_probe(
     seeded `heldout_per_skill` of them), per skill and overall, per seed and averaged; held-out
     ones also per word order (grammar frame), and how many stack wordings were read with the two
     cubes' roles swapped."""
-    from sim.tasks import get_task
     from vla_policy.models.text import MINILM_LAYERS, MiniLM
 
     unknown = set(readers) - set(READERS)
@@ -143,49 +193,15 @@ def text_probe(
     layer_sets = [(spec,) if isinstance(spec, int) else tuple(spec) for spec in layers]
     if not all(layer_set and all(1 <= layer <= MINILM_LAYERS for layer in layer_set) for layer_set in layer_sets):
         raise ValueError(f"layers must be 1..{MINILM_LAYERS}, got {layers}")
-    grammar = get_task(task).grammar
-    goals = grammar.goals()
-    rng = np.random.default_rng(0)  # the pool a policy trained with seed 0 sees (WordingPool)
-    pool = {s: [grammar.sample_template(s, "train", rng) for _ in range(templates)] for s in grammar.skills}
-    unseen = {s: [] for s in grammar.skills}
-    for s in grammar.skills:
-        while len(unseen[s]) < fresh:
-            t = grammar.sample_template(s, "train", rng)
-            if t not in pool[s] and t not in unseen[s]:
-                unseen[s].append(t)
-    heldout = {s: list(grammar.templates(s, "heldout")) for s in grammar.skills}
-    if heldout_per_skill is not None:
-        heldout = {s: [t[i] for i in rng.permutation(len(t))[:heldout_per_skill]] for s, t in heldout.items()}
+    wordings = ProbeWordings(task, templates, fresh, 0, heldout_per_skill)
+    grammar, goals = wordings.grammar, wordings.goals
 
     started = time.time()
     backbone = MiniLM()
     features = {}
     wanted = tuple({layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS})
-    for name, chosen in (("train", pool), ("fresh_train", unseen), ("heldout", heldout)):
-        texts, labels = _wordings(grammar, goals, chosen)
+    for name, (texts, labels) in wordings.sets.items():
         features[name] = (*_features(backbone, texts, max_tokens, wanted), labels)
-        if name == "heldout":
-            heldout_orders = [grammar.frame(t) for t in texts]  # each held-out wording's word order
-    skills = torch.tensor([grammar.skills.index(g.skill) for g in goals])
-    swapped = _swapped(goals)
-
-    def report(predicted: dict[str, Tensor]) -> dict:
-        out = {}
-        for name in ("fresh_train", "heldout"):
-            labels = features[name][3]
-            correct = predicted[name] == labels
-            out[name] = _rate(correct) | {
-                "per_skill": {s: _rate(correct[skills[labels] == i]) for i, s in enumerate(grammar.skills)},
-                "skill_right": _rate(skills[predicted[name]] == skills[labels]),
-                # stack wordings read as the other cube on this one: the roles, not the words, missed
-                "stack_roles_swapped": int(swapped[labels, predicted[name]].sum()),
-            }
-        correct = predicted["heldout"] == features["heldout"][3]
-        out["heldout"]["per_frame"] = {
-            order: _rate(correct[torch.tensor([o == order for o in heldout_orders])])
-            for order in sorted(set(heldout_orders))
-        }
-        return out
 
     results = {}
     for kind in readers:
@@ -201,7 +217,7 @@ def text_probe(
                     predicted = {n: bank_labels[(sets[n][2] @ bank.T).argmax(1)] for n in ("fresh_train", "heldout")}
                 else:
                     predicted = _train_reader(kind, sets, len(goals), steps, seed)
-                runs.append(report(predicted))
+                runs.append(wordings.report(predicted))
             named = f"layer {layer_set[0]}" if len(layer_set) == 1 else "layers " + "+".join(map(str, layer_set))
             results[f"{kind} (tokens of {named})" if "tokens" in kind else kind] = {
                 "runs": runs,
@@ -221,11 +237,45 @@ def text_probe(
         "task": task,
         "goals": len(goals),
         "pool_templates_per_skill": templates,
-        "wordings": {name: len(features[name][3]) for name in features},
+        "wordings": {name: len(labels) for name, (_, labels) in wordings.sets.items()},
         "steps": steps,
         "seeds": seeds,
         "seconds": round(time.time() - started, 1),
         "readers": results,
+    }
+
+
+def checkpoint_reading(checkpoint: str, fresh: int = 64, heldout_per_skill: int | None = None) -> dict:
+    """A goal-reading policy's own reader (text.condition=goal) on the probe's wordings: how often
+    it names the goal of training templates outside its pool and of held-out ones, as a probe's
+    reader is scored. Its pool (the wordings it was trained on) is its train.seed's."""
+    from vla_policy.models.text import tokenize
+    from vla_policy.train.checkpoint import load_checkpoint
+
+    started = time.time()
+    model, config, _, meta = load_checkpoint(checkpoint)
+    if getattr(model, "goal_reader", None) is None:
+        raise ValueError(f"{checkpoint} reads no goal (its model.text.condition is {config.model.text.condition!r})")
+    task = meta["env_args"]["env_kwargs"]["task"]
+    wordings = ProbeWordings(task, config.train.reword_templates, fresh, config.train.seed, heldout_per_skill)
+    model.eval()
+    predicted = {}
+    for name in ("fresh_train", "heldout"):
+        texts = wordings.sets[name][0]
+        predicted[name] = torch.cat(
+            [
+                model.read_goal(*tokenize(texts[i : i + 512], config.model.text.max_tokens)).argmax(-1)
+                for i in range(0, len(texts), 512)
+            ]
+        )
+    return {
+        "checkpoint": str(checkpoint),
+        "task": task,
+        "goals": len(wordings.goals),
+        "pool_templates_per_skill": config.train.reword_templates,
+        "wordings": {name: len(labels) for name, (_, labels) in wordings.sets.items()},
+        "seconds": round(time.time() - started, 1),
+        "reader": wordings.report(predicted),
     }
 
 

@@ -91,11 +91,7 @@ class VLAModel(nn.Module):
 
     # ------------------------------------------------------------------ encoding
     def encode(self, batch: dict, vision_override: Tensor | None = None) -> Modalities:
-        text, text_mask = self.text.encode(batch["text_ids"], batch["text_mask"])  # (B, L', D), (B, L')
-        goal_logits = None
-        if self.goal_reader is not None:  # the backbone sees the goal read, one token: (B, 1, D), (B, 1)
-            goal_logits, goal = self.goal_reader(text, text_mask)  # (B, G), (B, D)
-            text, text_mask = goal[:, None], text_mask.any(1, keepdim=True)
+        text, text_mask, goal_logits = self._read_text(batch["text_ids"], batch["text_mask"])
         condition = self._condition(text, text_mask) if self.vision.conditioned else None  # (B, D)
         vision, vision_mask, features = self.vision(
             batch["images"], batch["camera_mask"], condition, with_features=True
@@ -230,12 +226,19 @@ class VLAModel(nn.Module):
         target = batch["object_position"].view(context.shape[0], -1, 3)  # (B, K, 3)
         return F.smooth_l1_loss(self.predict_object_positions(context, prefix_mask), target)
 
+    def _read_text(self, text_ids: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(B, L) ids and mask -> the text tokens the rest of the model sees (B, L', D), their mask
+        (B, L') and, with text.condition=goal, the goal logits (B, G); the tokens are then one,
+        the goal read (L' = 1)."""
+        text, text_mask = self.text.encode(text_ids, text_mask)
+        if self.goal_reader is None:
+            return text, text_mask, None
+        goal_logits, goal = self.goal_reader(text, text_mask)  # (B, G), (B, D)
+        return goal[:, None], text_mask.any(1, keepdim=True), goal_logits
+
     def instruction_condition(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L) ids and mask -> (B, D) the vector that conditions the vision encoder."""
-        text, text_mask = self.text.encode(text_ids, text_mask)
-        if self.goal_reader is not None:
-            return self.goal_reader(text, text_mask)[1]
-        return self._condition(text, text_mask)
+        return self._condition(*self._read_text(text_ids, text_mask)[:2])
 
     @torch.no_grad()
     def read_goal(self, text_ids: Tensor, text_mask: Tensor) -> Tensor:

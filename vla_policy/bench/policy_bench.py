@@ -96,8 +96,8 @@ def training_samples_per_s(config: Config, steps: int, batch_size: int) -> float
 
 
 def _privileged_targets(config: Config, ids: torch.Tensor, mask: torch.Tensor) -> dict:
-    """Random targets of the enabled privileged objectives (what DemoWindows.batch gathers from a
-    dataset's object states), so a recipe that trains with them is timed with them."""
+    """Random targets of the enabled privileged objectives and goal labels (what DemoWindows.batch
+    gathers from a dataset's object states and goals), so a recipe that trains with them is timed with them."""
     aux, b = config.model.aux, ids.shape[0]
     out = {}
     if aux.object_position:
@@ -106,6 +106,8 @@ def _privileged_targets(config: Config, ids: torch.Tensor, mask: torch.Tensor) -
         out |= {"target_text_ids": ids, "target_text_mask": mask, "target_position": torch.randn(b, 3)}
     if aux.place_position:
         out |= {"place_position": torch.randn(b, 3), "place_valid": torch.ones(b, dtype=torch.bool)}
+    if aux.goal:
+        out["goal"] = torch.randint(config.model.text.goals, (b,))  # (B,) the goal each sample words
     return out
 
 

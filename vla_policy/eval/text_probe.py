@@ -13,6 +13,8 @@ training wording. The readers are the policy's text pathways in miniature:
 - `sentence`: MiniLM's pooled sentence embedding through an MLP;
 - `tokens+sentence`: the sentence embedding as one more token before the word tokens
   (`model.text.sentence_token`);
+- `tokens-tuned`: the `tokens` reader of layer k over MiniLM's layers k-1 and k fine-tuned with
+  it (from layer k-2's features; the encoder no longer frozen at its top);
 - `tokens-mean`: the same token features, mean-pooled: what the instruction condition of the
   vision encoder (its FiLM and instructed keypoints) is made of;
 - `sentence-knn`: no training, the goal of the nearest training wording in sentence space (what
@@ -32,16 +34,19 @@ from torch import Tensor, nn
 from vla_policy.eval.metrics import wilson_interval
 from vla_policy.losses import masked_mean
 
-READERS = ("tokens", "tokens-per-layer", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn")
+READERS = ("tokens", "tokens-per-layer", "tokens-tuned", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn")
 
 
 class Reader(nn.Module):
     """(B, L, 384 k) token features (k layers side by side), (B, L) mask, (B, 384) sentence
     embedding -> (B, G) goal logits."""
 
-    def __init__(self, kind: str, goals: int, dim: int = 128, heads: int = 4, token_dim: int = 384):
+    def __init__(
+        self, kind: str, goals: int, dim: int = 128, heads: int = 4, token_dim: int = 384, tuned: nn.Module = None
+    ):
         super().__init__()
         self.kind = kind
+        self.tuned = tuned  # tokens-tuned: MiniLM layers run (and trained) before the reading
         self.token_proj = nn.Linear(token_dim, dim)
         self.sentence_proj = nn.Linear(384, dim)
         self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
@@ -64,6 +69,9 @@ class Reader(nn.Module):
                 query = self.layer_query[i].expand(len(keys), -1, -1)  # (B, 1, D)
                 pooled.append(attend(query, keys, keys, key_padding_mask=~mask)[0][:, 0])
             return self.out(self.merge(torch.cat(pooled, -1)))  # (B, k D) -> (B, G)
+        if self.tuned is not None:
+            for layer in self.tuned:
+                tokens = layer(tokens, src_key_padding_mask=~mask)  # (B, L, 384)
         keys = self.token_proj(tokens)  # (B, L, D)
         if self.kind == "tokens-mean":
             return self.out(masked_mean(keys, mask))
@@ -199,24 +207,31 @@ def text_probe(
     started = time.time()
     backbone = MiniLM()
     features = {}
-    wanted = tuple({layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS})
+    wanted = {layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS}
+    if "tokens-tuned" in readers:
+        if any(len(layer_set) != 1 or layer_set[0] < 3 for layer_set in layer_sets):
+            raise ValueError("tokens-tuned reads one layer k >= 3 (from layer k-2's features); got layers {layers}")
+        wanted |= {layer_set[0] - 2 for layer_set in layer_sets}
+    wanted = tuple(wanted)
     for name, (texts, labels) in wordings.sets.items():
         features[name] = (*_features(backbone, texts, max_tokens, wanted), labels)
 
     results = {}
     for kind in readers:
         for layer_set in layer_sets if "tokens" in kind else [(MINILM_LAYERS,)]:
+            read = (layer_set[0] - 2,) if kind == "tokens-tuned" else layer_set  # the features read in
             sets = {
-                n: (torch.cat([states[layer] for layer in layer_set], -1), mask, sentence, labels)
+                n: (torch.cat([states[layer] for layer in read], -1), mask, sentence, labels)
                 for n, (states, mask, sentence, labels) in features.items()
             }  # tokens (N, L, 384 k)
+            tuned = backbone.layers[layer_set[0] - 2 : layer_set[0]] if kind == "tokens-tuned" else None
             runs = []
             for seed in range(1 if kind == "sentence-knn" else seeds):
                 if kind == "sentence-knn":
                     bank, bank_labels = sets["train"][2], sets["train"][3]
                     predicted = {n: bank_labels[(sets[n][2] @ bank.T).argmax(1)] for n in ("fresh_train", "heldout")}
                 else:
-                    predicted = _train_reader(kind, sets, len(goals), steps, seed)
+                    predicted = _train_reader(kind, sets, len(goals), steps, seed, tuned)
                 runs.append(wordings.report(predicted))
             named = f"layer {layer_set[0]}" if len(layer_set) == 1 else "layers " + "+".join(map(str, layer_set))
             results[f"{kind} (tokens of {named})" if "tokens" in kind else kind] = {
@@ -279,11 +294,20 @@ def checkpoint_reading(checkpoint: str, fresh: int = 64, heldout_per_skill: int 
     }
 
 
-def _train_reader(kind: str, sets: dict, goals: int, steps: int, seed: int) -> dict[str, Tensor]:
-    """Fit a Reader on sets["train"]; -> its predicted goal for each other set."""
+def _train_reader(
+    kind: str, sets: dict, goals: int, steps: int, seed: int, tuned: nn.Module | None = None
+) -> dict[str, Tensor]:
+    """Fit a Reader on sets["train"]; -> its predicted goal for each other set. `tuned`: MiniLM
+    layers fine-tuned with it (a copy; lr 3e-5, BERT's fine-tuning range)."""
+    import copy
+
     torch.manual_seed(seed)
-    reader = Reader(kind, goals, token_dim=sets["train"][0].shape[-1])
-    optimizer = torch.optim.AdamW(reader.parameters(), lr=1e-3, weight_decay=1e-4)
+    if tuned is not None:
+        tuned = copy.deepcopy(tuned).requires_grad_(True)
+    reader = Reader(kind, goals, token_dim=sets["train"][0].shape[-1], tuned=tuned)
+    own = [p for name, p in reader.named_parameters() if not name.startswith("tuned.")]
+    groups = [{"params": own, "lr": 1e-3}] + ([{"params": tuned.parameters(), "lr": 3e-5}] if tuned else [])
+    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     tokens, mask, sentence, labels = sets["train"]
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):

@@ -80,3 +80,24 @@ def test_a_goal_reading_checkpoint_is_scored_by_its_own_reader_on_the_probes_wor
     assert result["reader"]["heldout"]["hits"] == hits and result["reader"]["heldout"]["total"] == len(texts)
     with pytest.raises(ValueError, match="reads no goal"):
         checkpoint_reading(str(tiny_checkpoint))
+
+
+def test_a_tuned_reader_trains_minilm_layers_below_the_one_it_reads():
+    import copy
+
+    import torch
+
+    from vla_policy.eval.text_probe import Reader
+    from vla_policy.models.text import MiniLM
+
+    backbone = MiniLM()
+    tuned = copy.deepcopy(backbone.layers[1:3]).requires_grad_(True)  # layers 2 and 3, read from layer 1
+    reader = Reader("tokens-tuned", goals=4, tuned=tuned)
+    tokens, mask = torch.randn(2, 5, 384), torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    reader(tokens, mask, None).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.parameters())
+    untuned = Reader("tokens", goals=4)
+    untuned.load_state_dict({k: v for k, v in reader.state_dict().items() if not k.startswith("tuned.")})
+    assert not torch.allclose(untuned(tokens, mask, None), reader(tokens, mask, None))  # the layers run first
+    with pytest.raises(ValueError, match="tokens-tuned"):
+        text_probe(readers=("tokens-tuned",), layers=((3, 5),))

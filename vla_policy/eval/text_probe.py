@@ -201,6 +201,8 @@ def text_probe(
     layer_sets = [(spec,) if isinstance(spec, int) else tuple(spec) for spec in layers]
     if not all(layer_set and all(1 <= layer <= MINILM_LAYERS for layer in layer_set) for layer_set in layer_sets):
         raise ValueError(f"layers must be 1..{MINILM_LAYERS}, got {layers}")
+    if "tokens-tuned" in readers and any(len(layer_set) != 1 or layer_set[0] < 3 for layer_set in layer_sets):
+        raise ValueError(f"tokens-tuned reads one layer k >= 3 (from layer k-2's features); got layers {layers}")
     wordings = ProbeWordings(task, templates, fresh, 0, heldout_per_skill)
     grammar, goals = wordings.grammar, wordings.goals
 
@@ -209,8 +211,6 @@ def text_probe(
     features = {}
     wanted = {layer for layer_set in layer_sets for layer in layer_set} | {MINILM_LAYERS}
     if "tokens-tuned" in readers:
-        if any(len(layer_set) != 1 or layer_set[0] < 3 for layer_set in layer_sets):
-            raise ValueError("tokens-tuned reads one layer k >= 3 (from layer k-2's features); got layers {layers}")
         wanted |= {layer_set[0] - 2 for layer_set in layer_sets}
     wanted = tuple(wanted)
     for name, (texts, labels) in wordings.sets.items():

@@ -173,7 +173,10 @@ def _goal_read(policy, env: SimEnv, goal: dict) -> dict:
     if read is None:
         return {}
     index, probability = read
-    read_goal = grammar.goals()[index]
+    goals = grammar.goals()
+    if len(goals) != policy.config.model.text.goals:  # trained on another task's grammar
+        return {}
+    read_goal = goals[index]
     return {
         "goal_read": {f: getattr(read_goal, f) for f in GOAL_FIELDS},
         "goal_read_probability": round(probability, 4),

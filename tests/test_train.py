@@ -543,10 +543,8 @@ def test_a_goal_reading_policy_learns_the_goal_of_each_wording_and_acts_on_the_g
     batch = prepare_batch(trainer.train_set.batch(starts), False, 0.0, trainer.device)
     assert len(set(batch["goal"].tolist())) > 1
     grammar = get_task("pick").grammar
-    fields = ("skill", "target", "place_on", "direction")
     for ids, mask, goal in zip(batch["text_ids"], batch["text_mask"], batch["goal"]):  # each label: its wording's goal
-        parsed = grammar.parse(_tokenizer().decode(ids[mask].tolist()))[0]
-        assert [getattr(parsed, f) for f in fields] == [getattr(goals[goal], f) for f in fields]
+        assert grammar.parse(_tokenizer().decode(ids[mask].tolist()))[0].key() == goals[goal].key()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = model.compute_loss(batch)["goal"].item()
     for _ in range(30):

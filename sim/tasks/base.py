@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sim.env import SimEnv
 
 INSTRUCTION_SPLITS = ("train", "heldout", "all")
+GOAL_KEY = ("skill", "target", "place_on", "direction")  # what a goal asks, its wording aside
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class Goal:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def key(self) -> tuple:
+        """What it asks (GOAL_KEY's fields), whatever its wording: equal for two wordings of one goal."""
+        return tuple(getattr(self, f) for f in GOAL_KEY)
 
 
 @dataclass

@@ -102,7 +102,9 @@ class WordingPool:
 
     @staticmethod
     def _key(goal: dict) -> tuple:
-        return tuple(goal.get(k) for k in ("skill", "target", "place_on", "direction"))
+        from sim.tasks.base import GOAL_KEY
+
+        return tuple(goal.get(k) for k in GOAL_KEY)
 
     def goal_index(self, goal: dict) -> int:
         """A demo's goal (its `goal` attribute) -> its row in ids."""

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from sim.env import EnvConfig, SimEnv, make_env
 from sim.tasks import TASKS
+from sim.tasks.base import GOAL_KEY
 from vla_policy import smoothness
 from vla_policy.eval.metrics import rate_summary
 from vla_policy.eval.rollout import rollout
@@ -162,9 +163,6 @@ def run_episode(env: SimEnv, policy, seed: int, media_dir: str | None = None) ->
     return record
 
 
-GOAL_FIELDS = ("skill", "target", "place_on", "direction")
-
-
 def _goal_read(policy, env: SimEnv, goal: dict) -> dict:
     """For a policy that reads its instruction as one of the task grammar's goals: which goal it
     read and whether that is the episode's (a failure then splits into reading and doing)."""
@@ -178,9 +176,9 @@ def _goal_read(policy, env: SimEnv, goal: dict) -> dict:
         return {}
     read_goal = goals[index]
     return {
-        "goal_read": {f: getattr(read_goal, f) for f in GOAL_FIELDS},
+        "goal_read": dict(zip(GOAL_KEY, read_goal.key())),
         "goal_read_probability": round(probability, 4),
-        "goal_read_right": all(getattr(read_goal, f) == goal.get(f) for f in GOAL_FIELDS),
+        "goal_read_right": read_goal.key() == tuple(goal.get(f) for f in GOAL_KEY),
     }
 
 

@@ -245,7 +245,7 @@ class VLAModel(nn.Module):
         """(B, L) ids and mask -> (B, G) the probability of each of the task's goals (text.condition=goal)."""
         if self.goal_reader is None:
             raise RuntimeError("this model reads no goal (text.condition is not 'goal')")
-        return self.goal_reader(*self.text.encode(text_ids, text_mask))[0].softmax(-1)
+        return self._read_text(text_ids, text_mask)[2].softmax(-1)
 
     def _condition(self, text: Tensor, text_mask: Tensor) -> Tensor:
         """(B, L', D) text tokens, (B, L') mask -> (B, D) (`text.condition`; with `goal` the one

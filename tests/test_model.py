@@ -449,6 +449,25 @@ def test_a_learned_query_reads_the_instruction_that_conditions_the_vision_encode
         VLAModel(tiny_model_config(text={"condition": "attention"}), PROPRIO_DIM)
 
 
+def test_the_goal_reader_reads_each_token_in_place_and_never_the_padding():
+    """Tags max-pooled over the tokens: padding, whatever its features, never changes the goal
+    read, and the read depends on which tokens are there, not on where they stand."""
+    from vla_policy.models.goal_reader import GoalReader
+
+    torch.manual_seed(0)
+    reader = GoalReader(16, goals=5)
+    text = torch.randn(2, 6, 16)  # (B, L, D)
+    mask = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    logits, goal = reader(text, mask)
+    noisy = text.clone()
+    noisy[0, 4:] = 100.0  # padding that would win any max if it were read
+    assert torch.allclose(reader(noisy, mask)[0], logits)
+    assert goal.shape == (2, 16)
+    shuffled = text[:, [3, 1, 0, 2, 4, 5]]  # the first row's words in another order
+    assert torch.allclose(reader(shuffled, mask)[0][0], logits[0], atol=1e-6)
+    assert not torch.allclose(reader(text[:, [0, 1, 2, 4, 3, 5]], mask)[0][0], logits[0])  # a padding row read
+
+
 @pytest.mark.parametrize("name", ["lift", "tabletop", "mt10", "mt50"])
 def test_every_shipped_training_config_loads_and_builds_its_model(root, name):
     """A bad key or value in configs/*.yaml fails here, not hours into `vla train`."""

@@ -14,7 +14,7 @@ def test_a_reader_names_the_goal_of_fresh_training_wordings_and_reports_heldout_
         fresh=4,
         steps=300,
         seeds=1,
-        readers=("tokens", "tokens-per-layer", "sentence-knn"),
+        readers=("tokens", "tokens-max", "tokens-per-layer", "sentence-knn"),
         layers=(3, (3, 5)),
         heldout_per_skill=8,
     )
@@ -26,6 +26,7 @@ def test_a_reader_names_the_goal_of_fresh_training_wordings_and_reports_heldout_
     assert run["total"] == 8 * 24 and 0 <= run["wilson95"][0] <= run["rate"] <= run["wilson95"][1] <= 1
     assert result["readers"]["tokens (tokens of layers 3+5)"]["fresh_train"] >= 0.9  # two layers side by side
     assert result["readers"]["tokens-per-layer (tokens of layers 3+5)"]["fresh_train"] >= 0.9  # a query each
+    assert result["readers"]["tokens-max (tokens of layer 3)"]["fresh_train"] >= 0.9  # the policy's goal reader
     assert result["readers"]["sentence-knn"]["fresh_train"] > 0.5
     # Per word order: each held-out frame of each skill, its wordings adding up to the whole split.
     per_frame = run["per_frame"]

@@ -551,7 +551,7 @@ def _text_probe_args(p):
     p.add_argument("--seeds", type=int, default=3, help="trainings of each reader")
     p.add_argument(
         "--readers",
-        help="comma-separated: tokens, tokens-per-layer, tokens-tuned, tokens-mean, sentence, tokens+sentence, sentence-knn (default: all but tokens-tuned)",
+        help="comma-separated: tokens, tokens-max, tokens-per-layer, tokens-tuned, tokens-mean, sentence, tokens+sentence, sentence-knn (default: all but tokens-tuned)",
     )
     p.add_argument(
         "--layers",

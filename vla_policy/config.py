@@ -45,7 +45,8 @@ class TextConfig:
     # instructed keypoints and so the grounding heads): "mean" pools them; "attention" reads them
     # with a learned query. A mean of MiniLM's layer-3 tokens names the goal of held-out wordings
     # 50% of the time (stack 31%), a learned query 85% (stack 75%) (`vla text-probe`). "goal":
-    # a learned query names the goal among the task grammar's goals and everything downstream of
+    # each text token is tagged in its context by a small MLP, the tags max-pooled over the tokens
+    # name the goal among the task grammar's goals, and everything downstream of
     # the text (this condition and the backbone's one text token) is the expected goal embedding
     # (models/goal_reader.py; trained with aux.goal).
     condition: str = "mean"

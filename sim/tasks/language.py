@@ -91,6 +91,11 @@ TRAIN = Vocabulary(
             "the {c} {n} goes {R} the {o} {m}",
             "the {o} {m} stays where it is; {V} the {c} {n} {R} it",
             "the {o} {m} is the base: {V} the {c} {n} {R} it",
+            "with the {o} {m} as the base, {V} the {c} {n} {R} it",
+            "the {o} {m} gets the {c} {n} {R} it",
+            "{R} the {o} {m} goes the {c} {n}",
+            "{R} the {o} {m}: the {c} {n}",
+            "{V} the {c} {n}; it belongs {R} the {o} {m}",
         ),
         "push": (
             "{V} the {c} {n} {D}",

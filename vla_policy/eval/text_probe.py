@@ -8,6 +8,8 @@ training wording. The readers are the policy's text pathways in miniature:
 - `tokens`: MiniLM's token features of one layer (`model.text.minilm_layer`), projected and
   attention-pooled by a learned query (the policy reads its text tokens by attention); a layer
   set such as (3, 5) gives each token its features of those layers side by side (3+5);
+- `tokens-max`: the same token features, each tagged by a small MLP of its own and the tags
+  max-pooled over the tokens (the policy's goal reader, `text.condition: goal`);
 - `tokens-per-layer`: each layer of a set read on its own, by a projection and a query of its
   own, the pooled vectors joined (a policy reading two layers as two token sets);
 - `sentence`: MiniLM's pooled sentence embedding through an MLP;
@@ -34,7 +36,16 @@ from torch import Tensor, nn
 from vla_policy.eval.metrics import wilson_interval
 from vla_policy.losses import masked_mean
 
-READERS = ("tokens", "tokens-per-layer", "tokens-tuned", "tokens-mean", "sentence", "tokens+sentence", "sentence-knn")
+READERS = (
+    "tokens",
+    "tokens-max",
+    "tokens-per-layer",
+    "tokens-tuned",
+    "tokens-mean",
+    "sentence",
+    "tokens+sentence",
+    "sentence-knn",
+)
 DEFAULT_READERS = tuple(r for r in READERS if r != "tokens-tuned")  # it fine-tunes MiniLM: asked for by name
 
 
@@ -53,6 +64,8 @@ class Reader(nn.Module):
         self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.attend = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, goals))
+        if kind == "tokens-max":
+            self.tag = nn.Sequential(nn.GELU(), nn.Linear(dim, dim))
         if kind == "tokens-per-layer":
             k = token_dim // 384
             self.layer_proj = nn.ModuleList(nn.Linear(384, dim) for _ in range(k))
@@ -74,6 +87,9 @@ class Reader(nn.Module):
             for layer in self.tuned:
                 tokens = layer(tokens, src_key_padding_mask=~mask)  # (B, L, 384)
         keys = self.token_proj(tokens)  # (B, L, D)
+        if self.kind == "tokens-max":
+            tags = self.tag(keys).masked_fill(~mask[..., None], float("-inf"))  # (B, L, D) per token
+            return self.out(tags.amax(1))  # (B, D) -> (B, G)
         if self.kind == "tokens-mean":
             return self.out(masked_mean(keys, mask))
         if self.kind == "tokens+sentence":

@@ -56,7 +56,7 @@ class VLAModel(nn.Module):
         if config.aux.goal and t.condition != "goal":
             raise ValueError("aux.goal trains the goal reader; set text.condition=goal")
         self.condition_pool = AttentionPool(d, config.heads, 1) if t.condition == "attention" else None
-        self.goal_reader = GoalReader(d, config.heads, t.goals) if t.condition == "goal" else None
+        self.goal_reader = GoalReader(d, t.goals) if t.condition == "goal" else None
         self.proprio = ProprioEncoder(proprio_dim, d)
         self.fusion = build_fusion(config.fusion, d, config.heads, config.fusion_layers)
         self.backbone = Transformer(d, config.heads, config.backbone_layers, config.ff_mult, config.dropout)

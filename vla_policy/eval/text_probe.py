@@ -8,8 +8,8 @@ training wording. The readers are the policy's text pathways in miniature:
 - `tokens`: MiniLM's token features of one layer (`model.text.minilm_layer`), projected and
   attention-pooled by a learned query (the policy reads its text tokens by attention); a layer
   set such as (3, 5) gives each token its features of those layers side by side (3+5);
-- `tokens-max`: the same token features, each tagged by a small MLP of its own and the tags
-  max-pooled over the tokens (the policy's goal reader, `text.condition: goal`);
+- `tokens-max`: the same token features, projected and read by the policy's own goal reader
+  (`text.condition: goal`): each tagged by a small MLP, the tags max-pooled over the tokens;
 - `tokens-per-layer`: each layer of a set read on its own, by a projection and a query of its
   own, the pooled vectors joined (a policy reading two layers as two token sets);
 - `sentence`: MiniLM's pooled sentence embedding through an MLP;
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from vla_policy.eval.metrics import wilson_interval
 from vla_policy.losses import masked_mean
+from vla_policy.models.goal_reader import GoalReader
 
 READERS = (
     "tokens",
@@ -65,7 +66,7 @@ class Reader(nn.Module):
         self.attend = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, goals))
         if kind == "tokens-max":
-            self.tag = nn.Sequential(nn.GELU(), nn.Linear(dim, dim))
+            self.goal_reader = GoalReader(dim, goals)  # the policy's own (text.condition: goal)
         if kind == "tokens-per-layer":
             k = token_dim // 384
             self.layer_proj = nn.ModuleList(nn.Linear(384, dim) for _ in range(k))
@@ -88,8 +89,7 @@ class Reader(nn.Module):
                 tokens = layer(tokens, src_key_padding_mask=~mask)  # (B, L, 384)
         keys = self.token_proj(tokens)  # (B, L, D)
         if self.kind == "tokens-max":
-            tags = self.tag(keys).masked_fill(~mask[..., None], float("-inf"))  # (B, L, D) per token
-            return self.out(tags.amax(1))  # (B, D) -> (B, G)
+            return self.goal_reader(keys, mask)[0]  # (B, G)
         if self.kind == "tokens-mean":
             return self.out(masked_mean(keys, mask))
         if self.kind == "tokens+sentence":

@@ -286,14 +286,15 @@ def test_a_gates_wrong_refusals_are_counted_on_wordings_it_was_not_built_from():
     built by `train.seed: 1` measured with `vla gate --seed 1`): those are skipped, not counted."""
     from sim.tasks import get_task
     from vla_policy.models.text import MiniLM
-    from vla_policy.train.gate import build_gate, measure_gate
+    from vla_policy.train.gate import build_gate, gate_alone, measure_gate
 
     task, backbone = get_task("tabletop"), MiniLM()
     gate = build_gate(task.grammar, task.object_names, backbone, examples=40, seed=1)
     asked = []
-    decide = gate.decide
-    gate.decide = lambda texts, embeddings: asked.extend(texts) or decide(texts, embeddings)
-    report = measure_gate(gate, backbone, task.grammar, ["open the drawer"], wordings=30, seed=1)
+    decide = gate_alone(gate, backbone)
+    report = measure_gate(
+        gate, lambda texts: asked.extend(texts) or decide(texts), task.grammar, ["open the drawer"], 30, 1
+    )
     counted = asked[1:61]  # after the out-of-scope command: the train wordings, then the held-out ones
     assert len(counted) == 60 and report["train_wordings"] == 30
     assert not set(counted) & set(gate.in_texts)
@@ -302,6 +303,44 @@ def test_a_gates_wrong_refusals_are_counted_on_wordings_it_was_not_built_from():
     generated = asked[61:]
     assert len(generated) == report["generated_out_of_scope"] > 0 and not set(generated) & set(gate.out_texts)
     assert 0 <= report["generated_out_of_scope_accepted"] <= len(generated)
+
+
+def test_an_instruction_must_name_the_objects_of_the_goal_the_policy_reads_in_it(tmp_path):
+    """Sentence space cannot tell a cube on itself from a stack (one word apart): the goal read
+    and the count can, since no goal stacks a cube on itself. Nor may an instruction name more
+    than its goal."""
+    from sim.tasks import get_task
+    from vla_policy.gate import InstructionGate, load_gate
+    from vla_policy.train.gate import build_gate
+
+    near = torch.tensor([[1.0, 0.0]])  # (1, 2): every instruction here is a training wording's neighbour
+    goals = [("stack red on green", ("red", "green")), ("pick red", ("red",))]
+    gate = InstructionGate(near, ["put the red cube on the green cube"], torch.tensor([[0.0, 1.0]]), ["x"],
+                           ("red", "green", "blue"), goals=goals)  # fmt: skip
+
+    def check(text, goal):
+        return gate.decide([text], near, goals_read=None if goal is None else [goal])[0]
+
+    assert check("put the red cube on the green cube", 0).accepted
+    on_itself = check("put the red cube on the red cube", 0)
+    assert not on_itself.accepted and check("put the red cube on the red cube", None).accepted
+    assert on_itself.reason == (
+        "instruction not understood: 'put the red cube on the red cube' reads closest to 'stack red on green', "
+        "which names red and green; it names red and red"
+    )
+    assert not check("put the red cube on the red cube", 1).accepted  # read as one cube, named twice
+    assert not check("pick up the red cube next to the blue one", 1).accepted
+    assert not check("pick up the red cube", 0).accepted
+    gate.save(tmp_path)
+    assert load_gate(tmp_path).goals == goals
+    with pytest.raises(ValueError, match="goal read"):
+        InstructionGate(near, ["a"], near, ["b"], ("red",)).decide(["red"], near, goals_read=[0])
+    tabletop = get_task("tabletop")
+    built = build_gate(tabletop.grammar, tabletop.object_names, examples=10, leave_out=("a cube on itself",))
+    assert len(built.goals) == len(tabletop.grammar.goals()) and built.report["left_out"] == ["a cube on itself"]
+    assert ("push blue left", ("blue",)) in built.goals and ("stack red on green", ("red", "green")) in built.goals
+    with pytest.raises(ValueError, match="unknown out-of-scope kinds"):
+        build_gate(tabletop.grammar, tabletop.object_names, examples=10, leave_out=("a cube on a cube",))
 
 
 def test_a_gate_of_several_neighbours_outweighs_one_odd_example_and_keeps_its_count(tmp_path):

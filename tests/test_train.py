@@ -561,6 +561,17 @@ def test_a_goal_reading_policy_learns_the_goal_of_each_wording_and_acts_on_the_g
     policy = Policy(model, trainer.config, trainer.stats, device="cpu")
     text = _tokenizer().decode(batch["text_ids"][0][batch["text_mask"][0]].tolist())
     assert policy.read_goal(text)[0] == int(batch["goal"][0]) and 0 < policy.read_goal(text)[1] <= 1
+    # its instruction check hands the gate the goal it reads in each instruction
+    from vla_policy.train.gate import build_gate
+
+    policy.gate = build_gate(grammar, get_task("pick").object_names, policy.minilm(), examples=20)
+    seen, decide = [], policy.gate.decide
+    policy.gate.decide = lambda texts, embeddings, goals_read: seen.append(goals_read) or decide(
+        texts, embeddings, goals_read
+    )
+    texts = [text, "", "make me a coffee"]
+    assert len(policy.check_instructions(texts)) == 3 and not policy.check_instruction("").accepted
+    assert seen[0] == [policy.read_goal(t)[0] for t in texts]
     with SimEnv(EnvConfig(task="pick", image_size=32)) as env:
         env.reset(seed=7, instruction=text)
         truth = goals[int(batch["goal"][0])].to_dict()

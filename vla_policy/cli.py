@@ -606,37 +606,61 @@ def _gate_args(p):
         help="decide by the mean similarity of this many nearest examples of each kind (built in with --build; "
         "without it, the checkpoint's own)",
     )
+    p.add_argument(
+        "--leave-out",
+        help="with --build: kinds of generated out-of-scope example to leave out, comma-separated "
+        "(vla_policy/train/gate.py: out_of_scope_kinds; default: those the goal check holds, where "
+        "the policy reads goals, as training builds it)",
+    )
+    p.add_argument(
+        "--gate-alone",
+        action="store_true",
+        help="measure the gate without the check of the goal the policy reads (the policy holds on both)",
+    )
 
 
 @command("gate", "the instruction gate: build it into a checkpoint, and measure what it holds", _gate_args)
 def run_gate(args) -> int:
     from sim.tasks import get_task
     from vla_policy.gate import InstructionGate, load_gate
-    from vla_policy.models.text import MiniLM
+    from vla_policy.policy import Policy
     from vla_policy.train.checkpoint import read_checkpoint_meta
-    from vla_policy.train.gate import build_gate, measure_gate
+    from vla_policy.train.gate import build_gate, gate_alone, left_to_the_goal_check, measure_gate
 
     _, _, meta = read_checkpoint_meta(args.checkpoint)
     task = get_task(meta["env_args"]["env_kwargs"]["task"])
     if not hasattr(task, "grammar"):
         raise ValueError(f"the checkpoint's task {task.name!r} has no instruction grammar to build a gate from")
-    backbone = MiniLM()
+    policy = Policy.from_checkpoint(args.checkpoint, device="cpu")
+    backbone = policy.minilm()
     if args.build:
-        build_gate(task.grammar, task.object_names, backbone, neighbours=args.neighbours or 1).save(args.checkpoint)
+        leave_out = (
+            left_to_the_goal_check(policy.reads_goals)
+            if args.leave_out is None
+            else tuple(k.strip() for k in args.leave_out.split(",") if k.strip())
+        )
+        gate = build_gate(
+            task.grammar, task.object_names, backbone, neighbours=args.neighbours or 1, leave_out=leave_out
+        )
+        gate.save(args.checkpoint)
     gate = load_gate(args.checkpoint)
     if gate is None:
         raise ValueError(f"{args.checkpoint} has no instruction gate; --build makes one")
     if args.neighbours:  # measured so; the checkpoint's own gate is unchanged without --build
         gate = InstructionGate(
-            gate.in_scope, gate.in_texts, gate.out_scope, gate.out_texts, gate.objects, gate.report, args.neighbours
-        )
+            gate.in_scope, gate.in_texts, gate.out_scope, gate.out_texts, gate.objects, gate.report, args.neighbours,
+            gate.goals,
+        )  # fmt: skip
+    policy.gate = gate
+    decide = gate_alone(gate, backbone) if args.gate_alone else policy.check_instructions
     with open(args.out_of_scope) as f:
         commands = json.load(f)
     emit(
         {
             "checkpoint": args.checkpoint,
             "gate": gate.report,
-            **measure_gate(gate, backbone, task.grammar, commands, args.wordings, args.seed),
+            "goal_read_checked": not args.gate_alone and policy.reads_goals and bool(gate.goals),
+            **measure_gate(gate, decide, task.grammar, commands, args.wordings, args.seed),
         }
     )
     return 0

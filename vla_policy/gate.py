@@ -8,6 +8,13 @@ example, and it names one of the scene's objects. A refusal says which neighbour
 With `neighbours` k > 1 it compares the mean similarity of its k nearest of each kind instead: a
 single odd neighbour then weighs less, on both sides (docs/RESULTS.md has what that trades).
 
+A policy that reads its instruction as one of its task's goals (text.condition=goal) passes the
+goal it read: the instruction must then name that goal's objects, each once, and no other.
+Sentence space cannot tell "put the red cube on the green cube" from "put the red cube on the red
+cube" (one word apart); the count can. No goal stacks a cube on itself, so the reader names
+either some other base, which the instruction does not name, or one cube, which it names twice.
+Every wording of the grammar names each of its goal's objects once.
+
 Chosen by measurement over a classifier trained on the same examples (docs/RESULTS.md): the
 classifier learned "an unfamiliar word means out of scope" and refused most held-out wordings,
 whose verbs and nouns never occur in training; nearest neighbours carry MiniLM's own semantics.
@@ -47,7 +54,10 @@ class InstructionGate:
         objects: tuple[str, ...],
         report: dict | None = None,
         neighbours: int = 1,
+        goals: list[tuple[str, tuple[str, ...]]] | None = None,
     ):
+        """`goals`: (what it asks, the objects it names) of each goal a policy's reader may name,
+        in the order of its task grammar's `goals()`; None where the gate is not built from one."""
         if len(in_scope) != len(in_texts) or len(out_scope) != len(out_texts):
             raise ValueError("each embedding needs its text")
         if not 1 <= neighbours <= min(len(in_texts), len(out_texts)):
@@ -56,10 +66,21 @@ class InstructionGate:
         self.in_scope, self.out_scope = in_scope.float(), out_scope.float()
         self.in_texts, self.out_texts, self.objects = list(in_texts), list(out_texts), tuple(objects)
         self.report = report or {}
+        self.goals = [(label, tuple(objects)) for label, objects in goals] if goals else None
         self._names = re.compile(r"\b(" + "|".join(re.escape(o) for o in self.objects) + r")\b")
 
-    def decide(self, texts: list[str], embeddings: Tensor) -> list[InstructionCheck]:
-        """texts and their (B, 384) sentence embeddings -> one decision each."""
+    def mentions(self, text: str) -> list[str]:
+        """The scene's objects that `text` names, once per mention, in its order."""
+        return self._names.findall(text.lower())
+
+    def decide(
+        self, texts: list[str], embeddings: Tensor, goals_read: list[int] | None = None
+    ) -> list[InstructionCheck]:
+        """texts and their (B, 384) sentence embeddings -> one decision each. `goals_read`: the
+        index (into `goals`) of the goal a policy's reader names for each text, to check it
+        against the objects the text names."""
+        if goals_read is not None and self.goals is None:
+            raise ValueError("this gate was built without the task's goals; it cannot check a goal read")
         near_in = (embeddings.float() @ self.in_scope.T).topk(self.neighbours, 1)  # (B, k) similarities, indices
         near_out = (embeddings.float() @ self.out_scope.T).topk(self.neighbours, 1)
         score_in, score_out = near_in.values.mean(1), near_out.values.mean(1)  # (B,)
@@ -76,10 +97,16 @@ class InstructionGate:
                     f"instruction not understood: {shown!r} is closer to what this policy was not trained for "
                     f"({unlike!r}, {similar} {s_out:.2f}) than to anything it was ({nearest!r}, {s_in:.2f})"
                 )
-            elif not self._names.search(text.lower()):
+            elif not self.mentions(text):
                 reason = (
                     f"instruction not understood: {shown!r} names none of the objects this policy knows "
                     f"({', '.join(self.objects)})"
+                )
+            elif goals_read is not None and sorted(self.mentions(text)) != sorted(self.goals[goals_read[i]][1]):
+                read, objects = self.goals[goals_read[i]]
+                reason = (
+                    f"instruction not understood: {shown!r} reads closest to {read!r}, which names "
+                    f"{' and '.join(objects)}; it names {' and '.join(self.mentions(text))}"
                 )
             else:
                 reason = ""
@@ -95,6 +122,7 @@ class InstructionGate:
             "encoder": "minilm mean-pooled, L2-normalised",
             "objects": list(self.objects),
             "neighbours": self.neighbours,
+            "goals": [{"asks": label, "objects": list(objects)} for label, objects in self.goals or []],
             "report": self.report,
             "in_scope": self.in_texts,
             "out_of_scope": self.out_texts,
@@ -112,4 +140,5 @@ def load_gate(directory: str | Path) -> InstructionGate | None:
     return InstructionGate(
         tensors["in_scope"], meta["in_scope"], tensors["out_scope"], meta["out_of_scope"], tuple(meta["objects"]),
         meta.get("report"), meta.get("neighbours", 1),
+        [(g["asks"], tuple(g["objects"])) for g in meta.get("goals", [])],
     )  # fmt: skip

@@ -114,21 +114,43 @@ class Policy(ChunkPlayer):
 
     # ----------------------------------------------------------- instructions
     def check_instruction(self, instruction: str) -> InstructionCheck:
-        """Whether this policy understands `instruction` (its gate's decision; accepted when the
-        checkpoint has no gate). An instruction it refuses must not move the robot:
-        `select_action` holds on it (ChunkPlayer), and policy_node too."""
+        """Whether this policy understands `instruction`: its gate's decision, with the goal it
+        reads where its model reads one (vla_policy/gate.py); accepted when the checkpoint has no
+        gate. An instruction it refuses must not move the robot: `select_action` holds on it
+        (ChunkPlayer), and policy_node too."""
         if not isinstance(instruction, str):
             raise ValueError(f"instruction must be a string, got {type(instruction).__name__}")
-        if self.gate is None:
-            return InstructionCheck(True, 1.0, "", "")
         if instruction not in self._checks:
             if len(self._checks) > 1000:
                 self._checks.clear()
-            embedding = self._minilm().sentence_embedding([instruction], GATE_MAX_TOKENS).cpu()  # (1, 384)
-            self._checks[instruction] = self.gate.decide([instruction], embedding)[0]
+            self._checks[instruction] = self.check_instructions([instruction])[0]
         return self._checks[instruction]
 
-    def _minilm(self):
+    @torch.no_grad()
+    def check_instructions(self, instructions: list[str], batch: int = 256) -> list[InstructionCheck]:
+        """`check_instruction` of many instructions at once (uncached)."""
+        if self.gate is None:
+            return [InstructionCheck(True, 1.0, "", "") for _ in instructions]
+        checks = []
+        for start in range(0, len(instructions), batch):
+            texts = instructions[start : start + batch]
+            embeddings = self.minilm().sentence_embedding(texts, GATE_MAX_TOKENS).cpu()  # (B, 384)
+            checks += self.gate.decide(texts, embeddings, self._goals_read(texts))
+        return checks
+
+    def _goals_read(self, instructions: list[str]) -> list[int] | None:
+        """The goal the model reads in each instruction, where it reads goals and the gate knows
+        them; else None."""
+        if not self.reads_goals or not self.gate.goals:
+            return None
+        ids, mask = tokenize(instructions, self.config.model.text.max_tokens)
+        mask[[not text.strip() for text in instructions]] = False  # as `_text`: an empty instruction reads nothing
+        probabilities = self.model.read_goal(ids.to(self.device), mask.to(self.device))  # (B, G)
+        if probabilities.shape[1] != len(self.gate.goals):
+            raise ValueError(f"the model reads {probabilities.shape[1]} goals, its gate knows {len(self.gate.goals)}")
+        return probabilities.argmax(1).tolist()
+
+    def minilm(self):
         """The frozen MiniLM the gate reads with: the model's own text encoder where it is one."""
         backbone = getattr(self.model.text, "backbone", None) or self._gate_encoder
         if backbone is None:  # a text encoder trained from scratch: the gate brings its own MiniLM
@@ -138,10 +160,15 @@ class Policy(ChunkPlayer):
         return backbone
 
     # ----------------------------------------------------------------- inputs
+    @property
+    def reads_goals(self) -> bool:
+        """Whether the model reads its instruction as one of its task's goals (text.condition=goal)."""
+        return getattr(self.model, "goal_reader", None) is not None
+
     def read_goal(self, instruction: str) -> tuple[int, float] | None:
         """For a model that reads its instruction as one of the task's goals (text.condition=goal):
         (the goal's index in the task grammar's `goals()` order, its probability); else None."""
-        if getattr(self.model, "goal_reader", None) is None:
+        if not self.reads_goals:
             return None
         probabilities = self.model.read_goal(*self._text(instruction))[0]  # (G,)
         index = int(probabilities.argmax())

@@ -155,13 +155,14 @@ class Trainer:
         """The instruction gate over this task's grammar (vla_policy/gate.py); built once, saved with
         every checkpoint, taken back on resume."""
         from sim.tasks import get_task
-        from vla_policy.train.gate import build_gate
+        from vla_policy.train.gate import build_gate, left_to_the_goal_check
 
         task = get_task(self.env_args["env_kwargs"]["task"])
         if not hasattr(task, "grammar"):
             raise ValueError(f"train.instruction_gate needs a task with an instruction grammar; {task.name!r} has none")
         backbone = getattr(self.model.text, "backbone", None)
-        gate = build_gate(task.grammar, task.object_names, backbone, seed=self.config.train.seed)
+        leave_out = left_to_the_goal_check(self.model.goal_reader is not None)
+        gate = build_gate(task.grammar, task.object_names, backbone, seed=self.config.train.seed, leave_out=leave_out)
         print(f"instruction gate: {gate.report}")
         return gate
 

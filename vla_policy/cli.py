@@ -598,7 +598,7 @@ def _gate_args(p):
         "--seed",
         type=int,
         default=1,
-        help="seed of those wordings (the gate is built with train.seed; its own examples are never counted)",
+        help="seed of those wordings (the gate is built with seed 0; its own examples are never counted)",
     )
     p.add_argument(
         "--neighbours",

@@ -153,7 +153,8 @@ class Trainer:
 
     def _build_gate(self):
         """The instruction gate over this task's grammar (vla_policy/gate.py); built once, saved with
-        every checkpoint, taken back on resume."""
+        every checkpoint, taken back on resume. Its examples are drawn with seed 0 whatever
+        train.seed is: two runs of a recipe differ in their model only."""
         from sim.tasks import get_task
         from vla_policy.train.gate import build_gate, left_to_the_goal_check
 
@@ -162,7 +163,9 @@ class Trainer:
             raise ValueError(f"train.instruction_gate needs a task with an instruction grammar; {task.name!r} has none")
         backbone = getattr(self.model.text, "backbone", None)
         leave_out = left_to_the_goal_check(self.model.goal_reader is not None)
-        gate = build_gate(task.grammar, task.object_names, backbone, seed=self.config.train.seed, leave_out=leave_out)
+        gate = build_gate(
+            task.grammar, task.object_names, backbone, seed=0, leave_out=leave_out
+        )  # a task's, not a run's
         print(f"instruction gate: {gate.report}")
         return gate
 

@@ -87,6 +87,7 @@ class InstructionGate:
         checks = []
         for i, text in enumerate(texts):
             s_in, s_out = float(score_in[i]), float(score_out[i])
+            named = self.mentions(text)
             nearest, unlike = self.in_texts[int(near_in.indices[i, 0])], self.out_texts[int(near_out.indices[i, 0])]
             shown = text if len(text) <= 60 else text[:57] + "..."
             similar = "similarity" if self.neighbours == 1 else f"mean similarity of the {self.neighbours} nearest"
@@ -97,16 +98,16 @@ class InstructionGate:
                     f"instruction not understood: {shown!r} is closer to what this policy was not trained for "
                     f"({unlike!r}, {similar} {s_out:.2f}) than to anything it was ({nearest!r}, {s_in:.2f})"
                 )
-            elif not self.mentions(text):
+            elif not named:
                 reason = (
                     f"instruction not understood: {shown!r} names none of the objects this policy knows "
                     f"({', '.join(self.objects)})"
                 )
-            elif goals_read is not None and sorted(self.mentions(text)) != sorted(self.goals[goals_read[i]][1]):
+            elif goals_read is not None and sorted(named) != sorted(self.goals[goals_read[i]][1]):
                 read, objects = self.goals[goals_read[i]]
                 reason = (
                     f"instruction not understood: {shown!r} reads closest to {read!r}, which names "
-                    f"{' and '.join(objects)}; it names {' and '.join(self.mentions(text))}"
+                    f"{' and '.join(objects)}; it names {' and '.join(named)}"
                 )
             else:
                 reason = ""

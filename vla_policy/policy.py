@@ -143,9 +143,7 @@ class Policy(ChunkPlayer):
         them; else None."""
         if not self.reads_goals or not self.gate.goals:
             return None
-        ids, mask = tokenize(instructions, self.config.model.text.max_tokens)
-        mask[[not text.strip() for text in instructions]] = False  # as `_text`: an empty instruction reads nothing
-        probabilities = self.model.read_goal(ids.to(self.device), mask.to(self.device))  # (B, G)
+        probabilities = self.model.read_goal(*self._tokens(instructions))  # (B, G)
         if probabilities.shape[1] != len(self.gate.goals):
             raise ValueError(f"the model reads {probabilities.shape[1]} goals, its gate knows {len(self.gate.goals)}")
         return probabilities.argmax(1).tolist()
@@ -176,11 +174,14 @@ class Policy(ChunkPlayer):
 
     def _text(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
         if instruction not in self._text_cache:
-            ids, mask = tokenize([instruction], self.config.model.text.max_tokens)
-            if not instruction.strip():
-                mask[:] = False
-            self._text_cache[instruction] = (ids.to(self.device), mask.to(self.device))
+            self._text_cache[instruction] = self._tokens([instruction])
         return self._text_cache[instruction]
+
+    def _tokens(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) ids and mask on the policy's device; an empty instruction reads nothing (all masked)."""
+        ids, mask = tokenize(instructions, self.config.model.text.max_tokens)
+        mask[[not text.strip() for text in instructions]] = False
+        return ids.to(self.device), mask.to(self.device)
 
     def make_batch(self, obs: dict, instruction: str | None = None) -> dict:
         """One observation dict -> a model batch of size 1 (validated, normalised)."""

@@ -14,8 +14,8 @@ Why tags and a max rather than a learned query's attention: each tag says what o
 context contributes ("blue", right after "atop the", is where the other cube goes) wherever the
 word stands, so word orders never trained on read as their words say; a query's attention learns
 where in the training orders to look. In `vla text-probe`, on the held-out words, the max read
-98.5% of goals and the query 92.5% (12 training stack orders; docs/RESULTS.md). Trained by the goal's cross-entropy
-(`aux.goal`) beside the action loss, which reaches it through the softmax.
+98.5% of goals and the query 92.5% (12 training stack orders; docs/RESULTS.md). Trained by the
+goal's cross-entropy (`aux.goal`) beside the action loss, which reaches it through the softmax.
 
 The price: the policy can only be asked for the goals its grammar has (the instruction gate refuses
 the rest before they reach it).

@@ -584,6 +584,26 @@ def run_text_probe(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ reader
+def _reader_args(p):
+    p.add_argument("--checkpoint", required=True, help="a goal-reading checkpoint (model.text.condition: goal)")
+    p.add_argument("--out", help="write the checkpoint with its fitted reader here (default: in place)")
+    p.add_argument("--steps", type=int, help="fitting steps (default: its train.reader.steps, else 1500)")
+    p.add_argument("--minilm-layer", type=int, help="MiniLM layer read (default: its train.reader.minilm_layer)")
+
+
+@command(
+    "reader",
+    "fit a goal-reading checkpoint's reader anew on its training wordings alone; the policy is unchanged",
+    _reader_args,
+)
+def run_reader(args) -> int:
+    from vla_policy.train.reader import fit_checkpoint_reader
+
+    emit(fit_checkpoint_reader(args.checkpoint, args.out, args.steps, args.minilm_layer))
+    return 0
+
+
 # -------------------------------------------------------------------- gate
 def _gate_args(p):
     p.add_argument("--checkpoint", required=True)

@@ -113,6 +113,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ReaderFitConfig:
+    """text.condition=goal: after the last step, the goal reader is fitted anew on the training
+    wordings alone, reading MiniLM's layer `minilm_layer` (which the checkpoint's
+    model.text.minilm_layer then says); the goal embeddings, so what the policy does for each
+    goal, stay as trained (vla_policy/train/reader.py). steps=0: the reader trained with the
+    policy ships."""
+
+    steps: int = 0
+    minilm_layer: int = 3
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     dataset: str = ""  # an HDF5 path, or several joined by commas (e.g. demos + DAgger rollouts)
     out: str = "runs/train"
@@ -140,6 +152,7 @@ class TrainConfig:
     # Build the instruction gate (vla_policy/gate.py) from the task's grammar and ship it in every
     # checkpoint: instructions it refuses hold the robot.
     instruction_gate: bool = False
+    reader: ReaderFitConfig = field(default_factory=ReaderFitConfig)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class Trainer:
         self.stats = (
             read_checkpoint_meta(t.init_from)[1] if t.init_from else compute_stats([demos[i] for i in train_ids])
         )
-        wordings = (
+        self.wordings = wordings = (
             WordingPool(self.env_args["env_kwargs"]["task"], t.reword_templates, config.model.text.max_tokens, t.seed)
             if t.reword_templates
             else None
@@ -144,7 +144,7 @@ class Trainer:
         if self.dist.rank:  # each other rank its own noise and augmentation; rank 0 goes on as one process would
             torch.manual_seed(t.seed + self.dist.rank)
             random.seed(t.seed + self.dist.rank)
-        self.gate = None
+        self.gate, self.reader_fit = None, None
         if resume:
             self._resume()
         if t.instruction_gate and self.gate is None:
@@ -173,7 +173,9 @@ class Trainer:
     def _resume(self) -> None:
         path = complete_checkpoint(self.ckpt_dir / "last")  # `last.old` if a save was killed mid-swap
         saved_config, _, meta = read_checkpoint_meta(path)
-        diff = _config_diff(to_dict(saved_config), to_dict(self.config), ignore={"train.steps", "train.out"})
+        self.reader_fit = meta.get("reader_fit")
+        ignore = {"train.steps", "train.out"} | ({"model.text.minilm_layer"} if self.reader_fit else set())
+        diff = _config_diff(to_dict(saved_config), to_dict(self.config), ignore=ignore)
         if diff:
             raise CheckpointError(f"cannot resume {path}: its config differs in {diff}")
         if meta["dataset_fingerprint"] != self.fingerprint:
@@ -186,6 +188,10 @@ class Trainer:
         self.step, self.epoch, self.offset, self.best = meta["step"], meta["epoch"], meta["offset"], meta["best"]
         self.train_seconds = meta.get("train_seconds", 0.0)
         self.gate = load_gate(path)
+        if self.reader_fit:  # a finished run whose reader was fitted on text alone reads its layer
+            self.config = saved_config
+            for model in (self.model, self.ema.module):
+                model.text.minilm_layer = saved_config.model.text.minilm_layer
         own = "" if self.dist.main else f"rank{self.dist.rank}."
         if f"{own}torch" not in rng:  # saved by a job of fewer ranks: this one starts a fresh stream
             print(f"rank {self.dist.rank}: {path} has no RNG state for it; seeding from (seed, rank, step)")
@@ -247,9 +253,30 @@ class Trainer:
             if self.step % t.eval_every == 0 or self.step == stop:
                 self._validate_and_save(log)
         bar.close()
+        if self.step == t.steps and t.reader.steps and self.reader_fit is None:
+            self._fit_reader()
+            self._validate_and_save(log)
         if log:
             log.close()
         return last
+
+    def _fit_reader(self) -> None:
+        """train.reader: the goal reader fitted anew on the training wordings alone, the policy's
+        goal embeddings kept (vla_policy/train/reader.py); the raw model takes the same reader."""
+        from vla_policy.train.reader import fit_reader
+
+        t = self.config.train
+        if self.model.goal_reader is None:
+            raise ValueError("train.reader fits a goal reader; set model.text.condition=goal")
+        started = time.perf_counter()
+        self.reader_fit = fit_reader(self.ema.module, self.wordings, t.reader.minilm_layer, t.reader.steps, t.seed)
+        self.reader_fit["seconds"] = round(time.perf_counter() - started, 1)
+        for name in ("text", "goal_reader"):
+            getattr(self.model, name).load_state_dict(getattr(self.ema.module, name).state_dict())
+        self.model.text.minilm_layer = t.reader.minilm_layer
+        text = dataclasses.replace(self.config.model.text, minilm_layer=t.reader.minilm_layer)
+        self.config = dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, text=text))
+        print(f"goal reader fitted on text alone: {self.reader_fit}")
 
     def _train_step(self, raw: dict) -> dict:
         t = self.config.train
@@ -335,6 +362,7 @@ class Trainer:
             "train_seconds": round(self._clock[1] + time.perf_counter() - self._clock[0], 1),
             "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "parameters": sum(v.numel() for v in trainable_state(self.model).values()),
+            "reader_fit": self.reader_fit,
         }
         save_checkpoint(
             self.ckpt_dir / name,

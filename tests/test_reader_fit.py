@@ -15,7 +15,7 @@ from vla_policy.config import load_config
 from vla_policy.data.collect import collect
 from vla_policy.data.rewording import WordingPool
 from vla_policy.models.build import build_model
-from vla_policy.train.checkpoint import load_checkpoint
+from vla_policy.train.checkpoint import CheckpointError, load_checkpoint
 from vla_policy.train.reader import READER_PREFIXES, fit_checkpoint_reader, fit_reader
 from vla_policy.train.trainer import Trainer
 
@@ -78,6 +78,9 @@ def test_training_fits_the_reader_last_and_the_cli_fits_the_same_reader(demos, t
     assert again.config.model.text.minilm_layer == 3
     again.train()
     assert json.loads((last / "meta.json").read_text())["reader_fit"] == meta["reader_fit"]
+    longer = _run(demos, tmp_path / "fitted", "train.steps=8", "train.reader.steps=300", "train.reader.minilm_layer=3")
+    with pytest.raises(CheckpointError, match="fitted on text alone"):
+        Trainer(longer, resume=True)
 
     # the same run without the fit, then `vla reader` on its checkpoint: the same weights
     Trainer(_run(demos, tmp_path / "joint")).train()

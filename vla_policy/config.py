@@ -117,8 +117,8 @@ class ReaderFitConfig:
     """text.condition=goal: after the last step, the goal reader is fitted anew on the training
     wordings alone, reading MiniLM's layer `minilm_layer` (which the checkpoint's
     model.text.minilm_layer then says); the goal embeddings, so what the policy does for each
-    goal, stay as trained (vla_policy/train/reader.py). steps=0: the reader trained with the
-    policy ships."""
+    goal, stay as trained (vla_policy/train/reader.py). The run's `last` checkpoint carries it;
+    `vla reader --checkpoint` fits another's. steps=0: the reader trained with the policy ships."""
 
     steps: int = 0
     minilm_layer: int = 3

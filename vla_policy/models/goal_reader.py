@@ -15,7 +15,9 @@ context contributes ("blue", right after "atop the", is where the other cube goe
 word stands, so word orders never trained on read as their words say; a query's attention learns
 where in the training orders to look. In `vla text-probe`, on the held-out words, the max read
 98.5% of goals and the query 92.5% (12 training stack orders; docs/RESULTS.md). Trained by the
-goal's cross-entropy (`aux.goal`) beside the action loss, which reaches it through the softmax.
+goal's cross-entropy (`aux.goal`) beside the action loss, which reaches it through the softmax;
+`train.reader` then fits it anew on the wordings alone, the goal embeddings kept
+(train/reader.py).
 
 The price: the policy can only be asked for the goals its grammar has (the instruction gate refuses
 the rest before they reach it).

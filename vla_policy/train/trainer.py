@@ -189,6 +189,11 @@ class Trainer:
         self.train_seconds = meta.get("train_seconds", 0.0)
         self.gate = load_gate(path)
         if self.reader_fit:  # a finished run whose reader was fitted on text alone reads its layer
+            if self.config.train.steps > self.step:
+                raise CheckpointError(
+                    f"cannot resume {path} to {self.config.train.steps} steps: its run finished at {self.step} and "
+                    "its reader was fitted on text alone; train longer with train.init_from instead"
+                )
             self.config = saved_config
             for model in (self.model, self.ema.module):
                 model.text.minilm_layer = saved_config.model.text.minilm_layer

@@ -188,6 +188,14 @@ class TextEncoder(nn.Module):
         tokens = torch.cat([self.sentence_proj(sentence)[:, None], self.proj(words)], 1)  # (B, 1 + L, D)
         return tokens, torch.cat([mask.any(1, keepdim=True), mask], 1)
 
+    def read_layer(self, layer: int) -> None:
+        """Read MiniLM's layer `layer` from now on (a goal reader fitted anew on it,
+        train/reader.py); the features cached from the layer before are dropped."""
+        if self.kind != "minilm" or not 1 <= layer <= MINILM_LAYERS:
+            raise ValueError(f"a {self.kind} text encoder cannot read MiniLM's layer {layer} (1..{MINILM_LAYERS})")
+        self.minilm_layer = layer
+        self._features.clear()
+
     def _minilm(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """-> (B, L, 384) the features of layer `minilm_layer` and, with the sentence token, (B, 384)
         the sentence embedding (pooled from the last layer, the space MiniLM was trained in)."""

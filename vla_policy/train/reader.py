@@ -16,15 +16,23 @@ reader, trained with it on layer 5, named 97.2% (155), and refitted on layer 3 9
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from vla_policy.config import Config
 from vla_policy.data.rewording import WordingPool
 
 DEFAULT_STEPS = 1500  # `vla reader` on a checkpoint trained without train.reader
 READER_PREFIXES = ("text.proj.", "goal_reader.")  # what a fit changes (the goal embeddings excepted)
+
+
+def reading_layer(config: Config, layer: int) -> Config:
+    """`config` with its model's text read from MiniLM's layer `layer`: what a fit leaves."""
+    text = dataclasses.replace(config.model.text, minilm_layer=layer)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, text=text))
 
 
 def _reset(module: nn.Module) -> None:
@@ -62,8 +70,7 @@ def _fit(model, wordings, minilm_layer, steps, seed, batch_size, lr) -> dict:
     ids, mask = wordings.ids.flatten(0, 1), wordings.mask.flatten(0, 1)  # (N, L) N = G x templates
     labels = torch.arange(len(wordings.goals)).repeat_interleave(wordings.ids.shape[1])  # (N,)
     device = next(model.parameters()).device
-    text.minilm_layer = minilm_layer
-    text._features.clear()  # the cached features were another layer's
+    text.read_layer(minilm_layer)
     with torch.no_grad():
         features = torch.cat(
             [
@@ -113,7 +120,6 @@ def fit_checkpoint_reader(
     task's grammar, `train.reword_templates` templates per skill drawn with its `train.seed`, as
     training drew them), in place or into a copy at `out`. What `train.reader` does after a
     run's last step, for a checkpoint that was trained without it. -> the fit's report."""
-    import dataclasses
     import json
     import shutil
 
@@ -149,11 +155,8 @@ def fit_checkpoint_reader(
         raw = load_file(str(train_state))
         raw.update({f"model.{k}": v for k, v in weights.items() if k.startswith(READER_PREFIXES)})
         save_file(raw, str(train_state))
-    text = dataclasses.replace(config.model.text, minilm_layer=settings.minilm_layer)
     config = dataclasses.replace(
-        config,
-        model=dataclasses.replace(config.model, text=text),
-        train=dataclasses.replace(t, reader=settings),
+        reading_layer(config, settings.minilm_layer), train=dataclasses.replace(t, reader=settings)
     )
     (target / "config.json").write_text(json.dumps(to_dict(config), indent=2))
     (target / "meta.json").write_text(json.dumps(meta | {"reader_fit": report}, indent=2))

@@ -196,7 +196,7 @@ class Trainer:
                 )
             self.config = saved_config
             for model in (self.model, self.ema.module):
-                model.text.minilm_layer = saved_config.model.text.minilm_layer
+                model.text.read_layer(saved_config.model.text.minilm_layer)
         own = "" if self.dist.main else f"rank{self.dist.rank}."
         if f"{own}torch" not in rng:  # saved by a job of fewer ranks: this one starts a fresh stream
             print(f"rank {self.dist.rank}: {path} has no RNG state for it; seeding from (seed, rank, step)")
@@ -268,7 +268,7 @@ class Trainer:
     def _fit_reader(self) -> None:
         """train.reader: the goal reader fitted anew on the training wordings alone, the policy's
         goal embeddings kept (vla_policy/train/reader.py); the raw model takes the same reader."""
-        from vla_policy.train.reader import fit_reader
+        from vla_policy.train.reader import fit_reader, reading_layer
 
         t = self.config.train
         if self.model.goal_reader is None:
@@ -278,9 +278,8 @@ class Trainer:
         self.reader_fit["seconds"] = round(time.perf_counter() - started, 1)
         for name in ("text", "goal_reader"):
             getattr(self.model, name).load_state_dict(getattr(self.ema.module, name).state_dict())
-        self.model.text.minilm_layer = t.reader.minilm_layer
-        text = dataclasses.replace(self.config.model.text, minilm_layer=t.reader.minilm_layer)
-        self.config = dataclasses.replace(self.config, model=dataclasses.replace(self.config.model, text=text))
+        self.model.text.read_layer(t.reader.minilm_layer)
+        self.config = reading_layer(self.config, t.reader.minilm_layer)
         print(f"goal reader fitted on text alone: {self.reader_fit}")
 
     def _train_step(self, raw: dict) -> dict:

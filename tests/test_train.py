@@ -54,6 +54,21 @@ def test_save_load_gives_identical_outputs(demos, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").exists()
 
 
+def test_keep_every_keeps_numbered_checkpoints_that_load_as_trained(demos, tmp_path):
+    trainer = Trainer(_config(demos, tmp_path / "run", keep_every=4))
+    trainer.train()
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best", "last", "step_000004", "step_000008"]
+    _, _, meta = load_checkpoint(ckpts / "step_000004")[1:]
+    assert meta["step"] == 4
+    final, *_ = load_checkpoint(ckpts / "step_000008")
+    batch = random_batch(final.config)
+    expected = trainer.ema.module.eval().sample_actions(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(final.sample_actions(batch, torch.Generator().manual_seed(0)), expected)
+    with pytest.raises(ValueError, match="multiple of eval_every"):
+        Trainer(_config(demos, tmp_path / "odd", keep_every=6))
+
+
 def test_resume_continues_exactly(demos, tmp_path):
     Trainer(_config(demos, tmp_path / "straight")).train()
     Trainer(_config(demos, tmp_path / "split")).train(until=4)

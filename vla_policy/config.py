@@ -142,6 +142,10 @@ class TrainConfig:
     camera_dropout: float = 0.1  # chance per sample of hiding one camera (missing-modality robustness)
     val_fraction: float = 0.05
     eval_every: int = 1000
+    # Also keep the checkpoint of every multiple of this step as checkpoints/step_<step> (LeRobot's
+    # numbered checkpoints): a run's checkpoints can then be compared closed-loop, not only by
+    # their validation loss. 0: only `last` and `best`. A multiple of eval_every.
+    keep_every: int = 0
     log_every: int = 50
     seed: int = 0
     init_from: str = ""  # a checkpoint directory whose weights start this run (fine-tuning; new heads keep their init)

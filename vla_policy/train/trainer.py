@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -95,6 +96,8 @@ class Trainer:
         t = config.train
         if not t.dataset:
             raise ValueError("train.dataset is empty; pass train.dataset=path/to/demos.hdf5")
+        if t.keep_every % t.eval_every:
+            raise ValueError(f"train.keep_every ({t.keep_every}) must be a multiple of eval_every ({t.eval_every})")
         self.out = Path(t.out)
         self.ckpt_dir = self.out / "checkpoints"
         self.device = self.dist.device
@@ -340,6 +343,11 @@ class Trainer:
         # Rank 0's state under the plain names, rank r's under "rank{r}.".
         rng = {f"rank{r}.{k}" if r else k: v for r, state in enumerate(rng) for k, v in state.items()}
         self._save("last", metrics, rng)
+        keep = self.config.train.keep_every
+        if keep and self.step % keep == 0 and self.reader_fit is None:  # the fitted `last` is the run's end
+            kept = self.ckpt_dir / f"step_{self.step:06d}"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(self.ckpt_dir / "last", kept)
         if improved:
             self._save("best", metrics, rng)
 

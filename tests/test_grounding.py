@@ -106,3 +106,46 @@ def test_grounding_cli_on_the_shipped_checkpoint(vla_cmd):
     for probe in ("heads_for_named_object", "target_head_finds_named_object"):
         result = report[probe]
         assert result["pairs"] == 12 and result["chance"] == 0.25 and result["hits"] >= 10, (probe, result)
+
+
+@pytest.fixture(scope="module")
+def fresh_stacks(tmp_path_factory):
+    from vla_policy.data.collect import collect
+
+    out = tmp_path_factory.mktemp("grounding") / "stack.hdf5"
+    collect("tabletop", 2, out, seed=5_000_007, config=EnvConfig(task="tabletop"))  # two stacks
+    return out
+
+
+def test_grounding_error_measures_the_estimates_against_the_named_objects(fresh_stacks, monkeypatch):
+    import vla_policy.train.checkpoint as checkpoint
+    from vla_policy.data.demos import load_demos
+    from vla_policy.eval.grounding_error import STRIDE, grounding_error
+
+    report = grounding_error("checkpoints/default", str(fresh_stacks))
+    # The shipped heads find the named cube and its base to about half a centimetre.
+    assert set(report) >= {"stack", "all"} and report["stack"]["target"]["median_cm"] < 1.5
+    assert report["stack"]["place"]["median_cm"] < 1.5
+
+    # Heads that always answer "at the gripper" are off by the gripper's distance to each object.
+    def at_the_gripper(path):
+        model, *rest = load(path)
+        for decoder in (model.target_decoder, model.place_decoder):
+            torch.nn.init.zeros_(decoder[-1].weight)
+            torch.nn.init.zeros_(decoder[-1].bias)
+        return (model, *rest)
+
+    load = checkpoint.load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", at_the_gripper)
+    blind = grounding_error("checkpoints/default", str(fresh_stacks))
+    config = load("checkpoints/default")[1]
+    demos, _ = load_demos(str(fresh_stacks), config.model)
+    distances = {"target": [], "place": []}
+    for demo in demos:
+        objects = demo.object_position.reshape(len(demo.object_position), -1, 3)  # (T, K, 3) dm
+        for role, name in (("target", demo.goal["target"]), ("place", demo.goal["place_on"])):
+            distances[role] += (np.linalg.norm(objects[:, COLORS.index(name)], axis=-1) * 10).tolist()
+    steps = np.arange(0, len(distances["target"]), STRIDE)
+    for role in ("target", "place"):
+        expected = np.median(np.asarray(distances[role])[steps])
+        assert blind["stack"][role]["median_cm"] == pytest.approx(expected, abs=1e-3), role

@@ -533,10 +533,20 @@ def _grounding_args(p):
     p.add_argument("--task", default="pick", help="a task whose first move goes to the named object (pick, stack)")
     p.add_argument("--scenes", type=int, default=20, help="fresh scenes; each gets every training instruction")
     p.add_argument("--seed", type=int, default=1_000_000, help="first scene seed (training data uses 0..)")
+    p.add_argument(
+        "--demos",
+        help="instead: how far the grounding heads' estimates are from the named objects over these demos "
+        "(an HDF5 the checkpoint was not trained on; cm per skill)",
+    )
 
 
 @command("grounding", "offline probe: does the first chunk head for the object the instruction names?", _grounding_args)
 def run_grounding(args) -> int:
+    if args.demos:
+        from vla_policy.eval.grounding_error import grounding_error
+
+        emit(grounding_error(args.checkpoint, args.demos))
+        return 0
     from vla_policy.eval.grounding import grounding_probe
 
     emit(grounding_probe(args.checkpoint, args.task, args.scenes, args.seed))

@@ -35,7 +35,7 @@ def grounding_error(checkpoint: str, demos_path: str, templates: int = 256, seed
     from vla_policy.train.augment import prepare_batch
     from vla_policy.train.checkpoint import load_checkpoint
 
-    model, config, stats, meta = load_checkpoint(checkpoint)
+    model, config, stats, _ = load_checkpoint(checkpoint)
     if not config.model.aux.target_position:
         raise ValueError(f"{checkpoint} has no target head (model.aux.target_position)")
     demos, env_args = load_demos(demos_path, config.model)
@@ -49,15 +49,14 @@ def grounding_error(checkpoint: str, demos_path: str, templates: int = 256, seed
     steps = torch.arange(0, len(windows), STRIDE)
     for start in range(0, len(steps), 128):
         batch = prepare_batch(windows.batch(steps[start : start + 128]), False, 0.0, torch.device("cpu"))
-        instructed = model._instructed(batch["images"], batch["text_ids"], batch["text_mask"])  # (B, C, D)
+        images, ids, mask = batch["images"], batch["text_ids"], batch["text_mask"]
         proprio = model.proprio(batch["proprio"])  # (B, 1, D)
-        objects = batch["object_position"].view(len(instructed), -1, 3)  # (B, K, 3) dm from the gripper
-        rows, goal = torch.arange(len(instructed)), batch["goal"]  # (B,), (B,)
-        off = {"target": model._decode(model.target_decoder, instructed, proprio) - objects[rows, target[goal]]}
+        objects = batch["object_position"].view(len(images), -1, 3)  # (B, K, 3) dm from the gripper
+        rows, goal = torch.arange(len(images)), batch["goal"]  # (B,), (B,)
+        off = {"target": model.predict_target_position(images, ids, mask, proprio) - objects[rows, target[goal]]}
         if with_place:
-            off["place"] = (
-                model._decode(model.place_decoder, instructed, proprio) - objects[rows, place[goal].clamp(min=0)]
-            )
+            where = model.predict_place_position(images, ids, mask, proprio)  # (B, 3) dm
+            off["place"] = where - objects[rows, place[goal].clamp(min=0)]
         for role, delta in off.items():
             cm = (delta.norm(dim=-1) * 10).tolist()  # dm -> cm
             for i, g in enumerate(goal.tolist()):
